@@ -32,7 +32,9 @@ struct ReadOptions {
 };
 
 Dataset read_dataset(const std::string& path, const ReadOptions& opt = {});
-/// Writes the shared TSV format (used by attacks to emit poisoned / triggered sets).
+/// Writes the shared TSV format (used by attacks to emit poisoned / triggered sets) atomically
+/// (temporary file + rename). The format has no quoting: tabs and line breaks inside a text are
+/// written as spaces, as in shared/data; a label of -1 is written as an empty field.
 void write_tsv(const std::string& path, const Dataset& data);
 
 }  // namespace finepurify::text

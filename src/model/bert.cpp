@@ -1,0 +1,213 @@
+// BERT / RoBERTa encoder and sequence-classification heads (mirrors transformers' modeling_bert.py
+// and modeling_roberta.py, eval-mode outputs match them to float32 rounding).
+#include "finepurify/model/bert.hpp"
+
+#include <cmath>
+#include <limits>
+#include <regex>
+
+#include <fmt/format.h>
+
+#include "finepurify/error.hpp"
+
+namespace finepurify::model {
+
+namespace nn = torch::nn;
+
+EmbeddingsImpl::EmbeddingsImpl(const ModelConfig& c) : roberta_(c.is_roberta()), pad_(c.pad_token_id) {
+  word_embeddings = register_module(
+      "word_embeddings", nn::Embedding(nn::EmbeddingOptions(c.vocab_size, c.hidden_size).padding_idx(c.pad_token_id)));
+  auto popt = nn::EmbeddingOptions(c.max_position_embeddings, c.hidden_size);
+  if (roberta_) popt.padding_idx(c.pad_token_id);
+  position_embeddings = register_module("position_embeddings", nn::Embedding(popt));
+  token_type_embeddings =
+      register_module("token_type_embeddings", nn::Embedding(nn::EmbeddingOptions(c.type_vocab_size, c.hidden_size)));
+  LayerNorm = register_module("LayerNorm", nn::LayerNorm(nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps)));
+  dropout = register_module("dropout", nn::Dropout(c.hidden_dropout_prob));
+}
+
+torch::Tensor EmbeddingsImpl::position_ids(const torch::Tensor& input_ids) const {
+  const int64_t T = input_ids.size(1);
+  if (!roberta_) return torch::arange(T, input_ids.options()).unsqueeze(0).expand_as(input_ids);
+  auto mask = input_ids.ne(pad_).to(torch::kLong);
+  return torch::cumsum(mask, 1) * mask + pad_;
+}
+
+torch::Tensor EmbeddingsImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& token_type_ids,
+                                      const torch::Tensor& inputs_embeds) {
+  const int64_t max_pos = position_embeddings->weight.size(0);
+  auto pos = position_ids(input_ids);
+  if (input_ids.size(1) > 0 && pos.max().item<int64_t>() >= max_pos)
+    throw Error(ErrorKind::InvalidArgument,
+                fmt::format("sequence of {} tokens is longer than the model's max_position_embeddings ({}); "
+                            "use a smaller --max-length", input_ids.size(1), max_pos));
+  auto words = inputs_embeds.defined() ? inputs_embeds : word_embeddings(input_ids);
+  auto x = words + token_type_embeddings(token_type_ids) + position_embeddings(pos);
+  return dropout(LayerNorm(x));
+}
+
+SelfAttentionImpl::SelfAttentionImpl(const ModelConfig& c)
+    : heads_(c.num_attention_heads), head_dim_(c.hidden_size / c.num_attention_heads) {
+  query = register_module("query", nn::Linear(c.hidden_size, c.hidden_size));
+  key = register_module("key", nn::Linear(c.hidden_size, c.hidden_size));
+  value = register_module("value", nn::Linear(c.hidden_size, c.hidden_size));
+  dropout = register_module("dropout", nn::Dropout(c.attention_probs_dropout_prob));
+}
+
+torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& ext_mask) {
+  const int64_t B = x.size(0), T = x.size(1);
+  auto split = [&](const torch::Tensor& t) { return t.view({B, T, heads_, head_dim_}).transpose(1, 2); };
+  auto q = split(query(x)), k = split(key(x)), v = split(value(x));  // (B, nh, T, dh)
+  auto scores = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(head_dim_)) + ext_mask;
+  auto probs = dropout(torch::softmax(scores, -1));
+  return torch::matmul(probs, v).transpose(1, 2).contiguous().view({B, T, heads_ * head_dim_});
+}
+
+DenseResidualNormImpl::DenseResidualNormImpl(int64_t in, int64_t out, double eps, double p) {
+  dense = register_module("dense", nn::Linear(in, out));
+  LayerNorm = register_module("LayerNorm", nn::LayerNorm(nn::LayerNormOptions({out}).eps(eps)));
+  dropout = register_module("dropout", nn::Dropout(p));
+}
+
+torch::Tensor DenseResidualNormImpl::forward(const torch::Tensor& x, const torch::Tensor& residual) {
+  return LayerNorm(dropout(dense(x)) + residual);
+}
+
+AttentionImpl::AttentionImpl(const ModelConfig& c) {
+  self = register_module("self", SelfAttention(c));
+  output = register_module("output",
+                           DenseResidualNorm(c.hidden_size, c.hidden_size, c.layer_norm_eps, c.hidden_dropout_prob));
+}
+
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& ext_mask) {
+  return output(self(x, ext_mask), x);
+}
+
+IntermediateImpl::IntermediateImpl(const ModelConfig& c) : act_(c.hidden_act) {
+  dense = register_module("dense", nn::Linear(c.hidden_size, c.intermediate_size));
+}
+
+torch::Tensor IntermediateImpl::forward(const torch::Tensor& x) {
+  auto h = dense(x);
+  if (act_ == "gelu") return torch::gelu(h);  // exact erf form, as HF's "gelu"
+  if (act_ == "gelu_new" || act_ == "gelu_pytorch_tanh") return torch::gelu(h, "tanh");
+  if (act_ == "relu") return torch::relu(h);
+  if (act_ == "silu" || act_ == "swish") return torch::silu(h);
+  return torch::tanh(h);
+}
+
+LayerImpl::LayerImpl(const ModelConfig& c) {
+  attention = register_module("attention", Attention(c));
+  intermediate = register_module("intermediate", Intermediate(c));
+  output = register_module("output", DenseResidualNorm(c.intermediate_size, c.hidden_size, c.layer_norm_eps,
+                                                       c.hidden_dropout_prob));
+}
+
+torch::Tensor LayerImpl::forward(const torch::Tensor& x, const torch::Tensor& ext_mask) {
+  return forward_with_ffn(x, ext_mask, nullptr);
+}
+
+torch::Tensor LayerImpl::forward_with_ffn(const torch::Tensor& x, const torch::Tensor& ext_mask, torch::Tensor* ffn) {
+  auto a = attention(x, ext_mask);
+  auto h = intermediate(a);
+  if (ffn) *ffn = h;
+  return output(h, a);
+}
+
+BaseModelImpl::BaseModelImpl(const ModelConfig& c) {
+  embeddings = register_module("embeddings", Embeddings(c));
+  auto encoder = std::make_shared<nn::Module>();
+  layers = nn::ModuleList();
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    layer_list.push_back(Layer(c));
+    layers->push_back(layer_list.back());
+  }
+  encoder->register_module("layer", layers);
+  register_module("encoder", encoder);
+  if (!c.is_roberta()) {
+    auto pooler = std::make_shared<nn::Module>();
+    pooler_dense = pooler->register_module("dense", nn::Linear(c.hidden_size, c.hidden_size));
+    register_module("pooler", pooler);
+  }
+}
+
+SequenceClassifierImpl::SequenceClassifierImpl(const ModelConfig& c) : config(c) {
+  base = register_module(c.model_type, BaseModel(c));
+  const double p = c.classifier_dropout.value_or(c.hidden_dropout_prob);
+  dropout = register_module("dropout", nn::Dropout(p));
+  if (c.is_roberta()) {
+    roberta_head = std::make_shared<nn::Module>();
+    head_dense = roberta_head->register_module("dense", nn::Linear(c.hidden_size, c.hidden_size));
+    head_out_proj = roberta_head->register_module("out_proj", nn::Linear(c.hidden_size, c.num_labels()));
+    register_module("classifier", roberta_head);
+  } else {
+    classifier = register_module("classifier", nn::Linear(c.hidden_size, c.num_labels()));
+  }
+}
+
+torch::Tensor SequenceClassifierImpl::head(const torch::Tensor& h0) {
+  if (config.is_roberta()) return head_out_proj(dropout(torch::tanh(head_dense(dropout(h0)))));
+  auto pooled = torch::tanh(base->pooler_dense(h0));
+  return classifier(dropout(pooled));
+}
+
+ForwardOutput SequenceClassifierImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& token_type_ids,
+                                              const torch::Tensor& attention_mask, const ForwardOptions& opt) {
+  ForwardOutput out;
+  auto x = base->embeddings(input_ids, token_type_ids, opt.inputs_embeds);
+  // additive mask (B, 1, 1, T): 0 where attended, the float minimum where masked (as HF)
+  auto ext = (1.0 - attention_mask.to(x.dtype()).unsqueeze(1).unsqueeze(2)) * std::numeric_limits<float>::lowest();
+  if (opt.output_hidden_states) out.hidden_states.push_back(x);
+  for (auto& layer : base->layer_list) {
+    torch::Tensor ffn;
+    x = layer->forward_with_ffn(x, ext, opt.output_ffn_activations ? &ffn : nullptr);
+    if (opt.output_ffn_activations) out.ffn_activations.push_back(ffn);
+    if (opt.output_hidden_states) out.hidden_states.push_back(x);
+  }
+  auto h0 = x.select(1, 0);  // (B, H)
+  if (!config.is_roberta()) out.pooler_output = torch::tanh(base->pooler_dense(h0));
+  out.logits = head(h0);
+  return out;
+}
+
+void init_weights(nn::Module& m, double std) {
+  torch::NoGradGuard ng;
+  for (auto& mod : m.modules(/*include_self=*/true)) {
+    if (auto* lin = mod->as<nn::Linear>()) {
+      lin->weight.normal_(0.0, std);
+      if (lin->bias.defined()) lin->bias.zero_();
+    } else if (auto* emb = mod->as<nn::Embedding>()) {
+      emb->weight.normal_(0.0, std);
+      if (emb->options.padding_idx()) emb->weight[*emb->options.padding_idx()].zero_();
+    } else if (auto* ln = mod->as<nn::LayerNorm>()) {
+      ln->weight.fill_(1.0);
+      ln->bias.zero_();
+    }
+  }
+}
+
+std::vector<std::string> head_parameter_names(const SequenceClassifierImpl& m) {
+  std::vector<std::string> out;
+  for (const auto& p : m.named_parameters()) {
+    const auto& n = p.key();
+    if (n.rfind("classifier.", 0) == 0 || n.find(".pooler.") != std::string::npos) out.push_back(n);
+  }
+  return out;
+}
+
+bool is_no_decay(const std::string& name) {
+  auto ends_with = [&](const std::string& s) {
+    return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
+  };
+  return ends_with(".bias") || ends_with("LayerNorm.weight");
+}
+
+int layer_of(const std::string& name, int64_t num_layers) {
+  static const std::regex re(R"(\.layer\.(\d+)\.)");
+  std::smatch m;
+  if (std::regex_search(name, m, re)) return std::stoi(m[1]);
+  if (name.find(".embeddings.") != std::string::npos) return -1;
+  return static_cast<int>(num_layers);  // pooler / classifier head
+}
+
+}  // namespace finepurify::model

@@ -1,0 +1,185 @@
+// Parsing and writing Hugging Face config.json for bert / roberta classifiers.
+#include "finepurify/model/config.hpp"
+
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+
+#include "finepurify/error.hpp"
+
+namespace finepurify::model {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::string ModelConfig::classifier_architecture() const {
+  return is_roberta() ? "RobertaForSequenceClassification" : "BertForSequenceClassification";
+}
+
+bool ModelConfig::has_classifier_head() const {
+  for (const auto& a : architectures)
+    if (a.find("ForSequenceClassification") != std::string::npos) return true;
+  return false;
+}
+
+namespace {
+
+template <typename T>
+void get_field(const json& j, const char* key, T& out, const std::string& src) {
+  if (!j.contains(key) || j[key].is_null()) return;
+  try {
+    out = j[key].get<T>();
+  } catch (const std::exception& e) {
+    throw Error(ErrorKind::ConfigInvalid,
+                fmt::format("{}: field '{}' has the wrong type ({}): {}", src, key, j[key].type_name(), e.what()));
+  }
+}
+
+void require_positive(int64_t v, const char* key, const std::string& src) {
+  if (v <= 0) throw Error(ErrorKind::ConfigInvalid, fmt::format("{}: '{}' must be > 0, got {}", src, key, v));
+}
+
+}  // namespace
+
+ModelConfig config_from_json(const json& j, const std::string& src) {
+  if (!j.is_object()) throw Error(ErrorKind::ConfigInvalid, src + ": config is not a JSON object");
+  ModelConfig c;
+  c.raw = j;
+  if (!j.contains("model_type"))
+    throw Error(ErrorKind::ConfigInvalid, src + ": missing 'model_type' (expected \"bert\" or \"roberta\")");
+  get_field(j, "model_type", c.model_type, src);
+  if (c.model_type != "bert" && c.model_type != "roberta")
+    throw Error(ErrorKind::UnsupportedModel,
+                fmt::format("{}: model_type '{}' is not supported (supported: bert, roberta)", src, c.model_type));
+  if (c.is_roberta()) {  // roberta defaults differ
+    c.layer_norm_eps = 1e-5;
+    c.pad_token_id = 1;
+    c.type_vocab_size = 1;
+    c.max_position_embeddings = 514;
+    c.vocab_size = 50265;
+  }
+  get_field(j, "vocab_size", c.vocab_size, src);
+  get_field(j, "hidden_size", c.hidden_size, src);
+  get_field(j, "num_hidden_layers", c.num_hidden_layers, src);
+  get_field(j, "num_attention_heads", c.num_attention_heads, src);
+  get_field(j, "intermediate_size", c.intermediate_size, src);
+  get_field(j, "hidden_act", c.hidden_act, src);
+  get_field(j, "hidden_dropout_prob", c.hidden_dropout_prob, src);
+  get_field(j, "attention_probs_dropout_prob", c.attention_probs_dropout_prob, src);
+  if (j.contains("classifier_dropout") && !j["classifier_dropout"].is_null()) {
+    double d = 0; get_field(j, "classifier_dropout", d, src); c.classifier_dropout = d;
+  }
+  get_field(j, "max_position_embeddings", c.max_position_embeddings, src);
+  get_field(j, "type_vocab_size", c.type_vocab_size, src);
+  get_field(j, "layer_norm_eps", c.layer_norm_eps, src);
+  get_field(j, "initializer_range", c.initializer_range, src);
+  get_field(j, "pad_token_id", c.pad_token_id, src);
+  get_field(j, "architectures", c.architectures, src);
+  std::string pet = "absolute";
+  get_field(j, "position_embedding_type", pet, src);
+  if (pet != "absolute")
+    throw Error(ErrorKind::UnsupportedModel,
+                fmt::format("{}: position_embedding_type '{}' is not supported (only 'absolute')", src, pet));
+  bool is_decoder = false;
+  get_field(j, "is_decoder", is_decoder, src);
+  if (is_decoder) throw Error(ErrorKind::UnsupportedModel, src + ": decoder models (is_decoder=true) are not supported");
+  static const char* acts[] = {"gelu", "relu", "gelu_new", "gelu_pytorch_tanh", "silu", "swish", "tanh"};
+  bool act_ok = false;
+  for (auto* a : acts) act_ok |= (c.hidden_act == a);
+  if (!act_ok) throw Error(ErrorKind::UnsupportedModel, fmt::format("{}: hidden_act '{}' is not supported", src, c.hidden_act));
+  require_positive(c.vocab_size, "vocab_size", src);
+  require_positive(c.hidden_size, "hidden_size", src);
+  require_positive(c.num_hidden_layers, "num_hidden_layers", src);
+  require_positive(c.num_attention_heads, "num_attention_heads", src);
+  require_positive(c.intermediate_size, "intermediate_size", src);
+  require_positive(c.max_position_embeddings, "max_position_embeddings", src);
+  require_positive(c.type_vocab_size, "type_vocab_size", src);
+  if (c.hidden_size % c.num_attention_heads != 0)
+    throw Error(ErrorKind::ConfigInvalid, fmt::format("{}: hidden_size {} is not a multiple of num_attention_heads {}",
+                                                      src, c.hidden_size, c.num_attention_heads));
+  if (c.pad_token_id < 0 || c.pad_token_id >= c.vocab_size)
+    throw Error(ErrorKind::ConfigInvalid, fmt::format("{}: pad_token_id {} outside [0, {})", src, c.pad_token_id, c.vocab_size));
+  if (c.is_roberta() && c.max_position_embeddings <= c.pad_token_id + 1)
+    throw Error(ErrorKind::ConfigInvalid, src + ": max_position_embeddings too small for roberta positions");
+  get_field(j, "problem_type", c.problem_type, src);
+  if (c.problem_type != "single_label_classification")
+    throw Error(ErrorKind::UnsupportedModel,
+                fmt::format("{}: problem_type '{}' is not supported (only single_label_classification)", src, c.problem_type));
+  // Labels: id2label {"0": "NEG", ...} wins; else num_labels; else HF's default of 2.
+  if (j.contains("id2label") && j["id2label"].is_object() && !j["id2label"].empty()) {
+    const auto& m = j["id2label"];
+    std::vector<std::string> names(m.size());
+    for (auto it = m.begin(); it != m.end(); ++it) {
+      std::size_t pos = 0;
+      long long id = -1;
+      try { id = std::stoll(it.key(), &pos); } catch (...) { pos = 0; }
+      if (pos != it.key().size() || id < 0 || id >= static_cast<long long>(m.size()) || !it.value().is_string())
+        throw Error(ErrorKind::ConfigInvalid,
+                    fmt::format("{}: id2label must map \"0\"..\"{}\" to strings; bad entry '{}'", src, m.size() - 1, it.key()));
+      names[id] = it.value().get<std::string>();
+    }
+    c.id2label = names;
+  } else if (j.contains("num_labels")) {
+    int64_t n = 0; get_field(j, "num_labels", n, src);
+    require_positive(n, "num_labels", src);
+    set_num_labels(c, n);
+  }
+  return c;
+}
+
+ModelConfig load_config(const std::string& path) {
+  fs::path p(path);
+  if (fs::is_directory(p)) p /= "config.json";
+  std::ifstream f(p);
+  if (!f) throw Error(ErrorKind::Io, fmt::format("{}: cannot open (is this a Hugging Face model folder?)", p.string()));
+  json j;
+  try {
+    j = json::parse(f);
+  } catch (const std::exception& e) {
+    throw Error(ErrorKind::ConfigInvalid, fmt::format("{}: not valid JSON: {}", p.string(), e.what()));
+  }
+  return config_from_json(j, p.string());
+}
+
+void set_num_labels(ModelConfig& c, int64_t n, const std::vector<std::string>& names) {
+  if (n <= 0) throw Error(ErrorKind::InvalidArgument, fmt::format("num_labels must be > 0, got {}", n));
+  if (static_cast<int64_t>(names.size()) == n) { c.id2label = names; return; }
+  if (c.num_labels() == n) return;
+  c.id2label.clear();
+  for (int64_t i = 0; i < n; ++i) c.id2label.push_back("LABEL_" + std::to_string(i));
+}
+
+json classifier_config_json(const ModelConfig& c) {
+  json j = c.raw.is_object() ? c.raw : json::object();
+  j["architectures"] = json::array({c.classifier_architecture()});
+  j["model_type"] = c.model_type;
+  j["vocab_size"] = c.vocab_size;
+  j["hidden_size"] = c.hidden_size;
+  j["num_hidden_layers"] = c.num_hidden_layers;
+  j["num_attention_heads"] = c.num_attention_heads;
+  j["intermediate_size"] = c.intermediate_size;
+  j["hidden_act"] = c.hidden_act;
+  j["hidden_dropout_prob"] = c.hidden_dropout_prob;
+  j["attention_probs_dropout_prob"] = c.attention_probs_dropout_prob;
+  j["classifier_dropout"] = c.classifier_dropout ? json(*c.classifier_dropout) : json(nullptr);
+  j["max_position_embeddings"] = c.max_position_embeddings;
+  j["type_vocab_size"] = c.type_vocab_size;
+  j["layer_norm_eps"] = c.layer_norm_eps;
+  j["initializer_range"] = c.initializer_range;
+  j["pad_token_id"] = c.pad_token_id;
+  j["position_embedding_type"] = "absolute";
+  j["problem_type"] = c.problem_type;
+  j["torch_dtype"] = "float32";
+  j.erase("num_labels");
+  json id2label = json::object(), label2id = json::object();
+  for (std::size_t i = 0; i < c.id2label.size(); ++i) {
+    id2label[std::to_string(i)] = c.id2label[i];
+    label2id[c.id2label[i]] = i;
+  }
+  j["id2label"] = id2label;
+  j["label2id"] = label2id;
+  return j;
+}
+
+}  // namespace finepurify::model

@@ -1,0 +1,185 @@
+// Loading HF checkpoints into SequenceClassifier and saving complete HF folders atomically.
+#include "finepurify/model/loader.hpp"
+
+#include <filesystem>
+#include <random>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "finepurify/error.hpp"
+#include "finepurify/io/checkpoint.hpp"
+#include "finepurify/io/safetensors.hpp"
+
+namespace finepurify::model {
+
+namespace fs = std::filesystem;
+
+std::string LoadReport::summary() const {
+  std::string s = fmt::format("loaded {} tensors", loaded.size());
+  if (!initialised.empty()) {
+    s += fmt::format("; newly initialised {}:", initialised.size());
+    for (auto& n : initialised) s += " " + n;
+  }
+  if (!unused.empty()) {
+    s += fmt::format("; unused {}:", unused.size());
+    for (std::size_t i = 0; i < unused.size() && i < 8; ++i) s += " " + unused[i];
+    if (unused.size() > 8) s += " ...";
+  }
+  if (!ignored.empty()) s += fmt::format("; ignored {} (MLM head / buffers)", ignored.size());
+  return s;
+}
+
+static bool starts_with(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
+static bool ends_with(const std::string& s, const std::string& p) {
+  return s.size() >= p.size() && s.compare(s.size() - p.size(), p.size(), p) == 0;
+}
+
+std::string canonical_name(const std::string& ckpt_name, const ModelConfig& c) {
+  std::string n = ckpt_name;
+  if (ends_with(n, "position_ids") || starts_with(n, "cls.") || starts_with(n, "lm_head.")) return "";
+  const std::string prefix = c.base_prefix();
+  if (starts_with(n, "embeddings.") || starts_with(n, "encoder.") || starts_with(n, "pooler.")) n = prefix + n;
+  // TF-era aliases
+  if (ends_with(n, "LayerNorm.gamma")) n = n.substr(0, n.size() - 5) + "weight";
+  else if (ends_with(n, "LayerNorm.beta")) n = n.substr(0, n.size() - 4) + "bias";
+  return n;
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> named_tensors(SequenceClassifierImpl& m) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (auto& p : m.named_parameters()) out.emplace_back(p.key(), p.value().detach());
+  return out;
+}
+
+std::map<std::string, torch::Tensor> snapshot(SequenceClassifierImpl& m) {
+  std::map<std::string, torch::Tensor> s;
+  for (auto& p : m.named_parameters()) s[p.key()] = p.value().detach().to(torch::kCPU).clone();
+  return s;
+}
+
+void restore(SequenceClassifierImpl& m, const std::map<std::string, torch::Tensor>& state) {
+  torch::NoGradGuard ng;
+  for (auto& p : m.named_parameters()) {
+    auto it = state.find(p.key());
+    if (it == state.end()) throw Error(ErrorKind::Internal, "restore: no saved value for " + p.key());
+    if (it->second.sizes() != p.value().sizes())
+      throw Error(ErrorKind::Internal, "restore: shape mismatch for " + p.key());
+    p.value().copy_(it->second);
+  }
+}
+
+SequenceClassifier make_random_classifier(const ModelConfig& config, uint64_t seed, torch::Device device) {
+  torch::manual_seed(seed);
+  SequenceClassifier m(config);
+  init_weights(*m, config.initializer_range);
+  m->to(device);
+  return m;
+}
+
+LoadedModel load_classifier(const std::string& folder, const LoadOptions& opt) {
+  LoadedModel lm;
+  lm.folder = folder;
+  lm.config = load_config(folder);
+  auto& c = lm.config;
+  if (opt.num_labels) set_num_labels(c, *opt.num_labels, opt.label_names);
+  io::CheckpointReader reader(folder);
+
+  // Build with HF initialisation first so tensors missing from the file get a seeded init.
+  lm.model = make_random_classifier(c, opt.seed, torch::kCPU);
+  auto params = lm.model->named_parameters();
+  std::set<std::string> head;
+  for (auto& n : head_parameter_names(*lm.model)) head.insert(n);
+
+  std::map<std::string, std::string> source;  // model name -> ckpt name
+  for (const auto& ck : reader.names()) {
+    std::string n = canonical_name(ck, c);
+    if (n.empty()) { lm.report.ignored.push_back(ck); continue; }
+    if (!params.contains(n)) { lm.report.unused.push_back(ck); continue; }
+    if (source.count(n))
+      throw Error(ErrorKind::CheckpointMismatch,
+                  fmt::format("{}: tensors '{}' and '{}' both map to parameter '{}'", folder, source[n], ck, n));
+    source[n] = ck;
+  }
+  torch::NoGradGuard ng;
+  for (auto& p : params) {
+    const auto& name = p.key();
+    auto it = source.find(name);
+    if (it == source.end()) {
+      if (opt.allow_missing_head && head.count(name)) { lm.report.initialised.push_back(name); continue; }
+      throw Error(ErrorKind::CheckpointMismatch,
+                  fmt::format("{}: tensor '{}' (shape [{}]) is missing from the checkpoint", folder, name,
+                              fmt::join(p.value().sizes(), ", ")));
+    }
+    auto shape = reader.shape(it->second);
+    if (std::vector<int64_t>(p.value().sizes().begin(), p.value().sizes().end()) != shape) {
+      std::string hint;
+      if (head.count(name)) hint = " (a different number of labels? pass --num-labels to start a new head)";
+      throw Error(ErrorKind::CheckpointMismatch,
+                  fmt::format("{}: tensor '{}' has shape [{}] in the checkpoint, the model expects [{}]{}", folder,
+                              it->second, fmt::join(shape, ", "), fmt::join(p.value().sizes(), ", "), hint));
+    }
+    auto t = reader.tensor(it->second);
+    if (!t.is_floating_point())
+      throw Error(ErrorKind::CheckpointMismatch,
+                  fmt::format("{}: tensor '{}' has non-float dtype {}", folder, it->second, std::string(c10::toString(t.scalar_type()))));
+    p.value().copy_(t.to(torch::kFloat32));
+    if (!torch::isfinite(p.value()).all().item<bool>())
+      throw Error(ErrorKind::CheckpointMismatch, fmt::format("{}: tensor '{}' holds NaN or Inf values", folder, it->second));
+    lm.report.loaded.push_back(name);
+  }
+  // If the head is new, label count comes from options or config; record that the head is new.
+  lm.model->to(opt.device);
+  return lm;
+}
+
+void check_output_not_input(const std::string& out, const std::vector<std::string>& inputs) {
+  std::error_code ec;
+  fs::path o = fs::weakly_canonical(fs::absolute(out), ec);
+  for (const auto& in : inputs) {
+    if (in.empty()) continue;
+    fs::path i = fs::weakly_canonical(fs::absolute(in), ec);
+    auto rel = o.lexically_relative(i);
+    if (o == i || (!rel.empty() && *rel.begin() != ".."))
+      throw Error(ErrorKind::InvalidArgument,
+                  fmt::format("output '{}' would overwrite or sit inside the input '{}'; choose another --out", out, in));
+  }
+}
+
+void save_classifier(SequenceClassifierImpl& m, const std::string& out, const std::string& tokenizer_from,
+                     const std::map<std::string, std::string>& extra_files, bool overwrite,
+                     const std::vector<std::string>& protected_inputs) {
+  check_output_not_input(out, protected_inputs);
+  fs::path dst = fs::absolute(out);
+  if (fs::exists(dst) && !overwrite && !(fs::is_directory(dst) && fs::is_empty(dst)))
+    throw Error(ErrorKind::InvalidArgument,
+                fmt::format("output folder '{}' already exists and is not empty (pass --overwrite to replace it)", out));
+  fs::create_directories(dst.parent_path());
+  std::random_device rd;
+  fs::path tmp = dst.parent_path() / fmt::format(".{}.tmp-{:x}", dst.filename().string(), rd());
+  try {
+    fs::create_directories(tmp);
+    io::write_safetensors((tmp / "model.safetensors").string(), named_tensors(m));
+    io::write_text_atomic((tmp / "config.json").string(), classifier_config_json(m.config).dump(2) + "\n");
+    if (!tokenizer_from.empty()) io::copy_tokenizer_files(tokenizer_from, tmp.string());
+    for (auto& [name, content] : extra_files) io::write_text_atomic((tmp / name).string(), content);
+    if (fs::exists(dst)) {
+      fs::path old = dst.parent_path() / fmt::format(".{}.old-{:x}", dst.filename().string(), rd());
+      fs::rename(dst, old);
+      fs::rename(tmp, dst);
+      fs::remove_all(old);
+    } else {
+      fs::rename(tmp, dst);
+    }
+  } catch (const fs::filesystem_error& e) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    throw Error(ErrorKind::Io, fmt::format("writing model folder '{}': {}", out, e.what()));
+  } catch (...) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+}
+
+}  // namespace finepurify::model

@@ -1,0 +1,91 @@
+// Tokenisation of datasets and padded batch construction.
+#include "finepurify/train/data.hpp"
+
+#include <algorithm>
+#include <numeric>
+#include <random>
+
+namespace finepurify::train {
+
+int64_t TokenizedSet::num_tokens() const {
+  int64_t t = 0;
+  for (auto& e : encodings) t += static_cast<int64_t>(e.input_ids.size());
+  return t;
+}
+
+TokenizedSet tokenize(const text::Tokenizer& tok, const text::Dataset& data, int max_length) {
+  TokenizedSet s;
+  s.pad_id = tok.pad_id();
+  s.encodings.reserve(data.examples.size());
+  s.labels.reserve(data.examples.size());
+  for (const auto& ex : data.examples) {
+    s.encodings.push_back(tok.encode(ex.text_a, ex.text_b, max_length));
+    s.labels.push_back(ex.label);
+  }
+  return s;
+}
+
+TokenizedSet subset(const TokenizedSet& s, const std::vector<int64_t>& idx) {
+  TokenizedSet out;
+  out.pad_id = s.pad_id;
+  for (auto i : idx) {
+    out.encodings.push_back(s.encodings.at(i));
+    out.labels.push_back(s.labels.at(i));
+  }
+  return out;
+}
+
+Batch collate(const TokenizedSet& s, const std::vector<int64_t>& idx, torch::Device device) {
+  const int64_t B = static_cast<int64_t>(idx.size());
+  int64_t T = 0;
+  for (auto i : idx) T = std::max<int64_t>(T, s.encodings[i].input_ids.size());
+  auto ids = torch::full({B, T}, s.pad_id, torch::kLong);
+  auto types = torch::zeros({B, T}, torch::kLong);
+  auto mask = torch::zeros({B, T}, torch::kLong);
+  auto labels = torch::empty({B}, torch::kLong);
+  auto pi = ids.accessor<int64_t, 2>(), pt = types.accessor<int64_t, 2>(), pm = mask.accessor<int64_t, 2>();
+  auto pl = labels.accessor<int64_t, 1>();
+  Batch b;
+  for (int64_t r = 0; r < B; ++r) {
+    const auto& e = s.encodings[idx[r]];
+    for (std::size_t t = 0; t < e.input_ids.size(); ++t) {
+      pi[r][t] = e.input_ids[t];
+      pt[r][t] = e.token_type_ids[t];
+      pm[r][t] = e.attention_mask[t];
+    }
+    pl[r] = s.labels[idx[r]];
+    b.num_tokens += static_cast<int64_t>(e.input_ids.size());
+  }
+  b.input_ids = ids.to(device);
+  b.token_type_ids = types.to(device);
+  b.attention_mask = mask.to(device);
+  b.labels = labels.to(device);
+  return b;
+}
+
+std::vector<std::vector<int64_t>> make_batches(int64_t n, int64_t batch_size, bool shuffle, uint64_t seed) {
+  std::vector<int64_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  if (shuffle) {
+    std::mt19937_64 rng(seed);
+    std::shuffle(order.begin(), order.end(), rng);
+  }
+  std::vector<std::vector<int64_t>> out;
+  for (int64_t i = 0; i < n; i += batch_size)
+    out.emplace_back(order.begin() + i, order.begin() + std::min(n, i + batch_size));
+  return out;
+}
+
+std::vector<std::vector<int64_t>> length_sorted_batches(const TokenizedSet& s, int64_t batch_size) {
+  std::vector<int64_t> order(s.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return s.encodings[a].input_ids.size() < s.encodings[b].input_ids.size();
+  });
+  std::vector<std::vector<int64_t>> out;
+  for (int64_t i = 0; i < s.size(); i += batch_size)
+    out.emplace_back(order.begin() + i, order.begin() + std::min(s.size(), i + batch_size));
+  return out;
+}
+
+}  // namespace finepurify::train

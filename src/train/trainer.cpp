@@ -1,0 +1,203 @@
+// The fine-tuning loop and evaluation.
+#include "finepurify/train/trainer.hpp"
+
+#include <chrono>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "finepurify/error.hpp"
+#include "finepurify/model/loader.hpp"
+#include "finepurify/util/runtime.hpp"
+
+namespace finepurify::train {
+
+using nlohmann::json;
+
+json TrainResult::to_json() const {
+  json ep = json::array();
+  for (auto& e : epochs)
+    ep.push_back({{"epoch", e.epoch}, {"train_loss", e.train_loss}, {"dev_accuracy", e.dev_accuracy}, {"seconds", e.seconds}});
+  return {{"epochs", ep},
+          {"best_epoch", best_epoch},
+          {"best_dev_accuracy", best_dev_accuracy},
+          {"steps", steps},
+          {"seconds", seconds},
+          {"examples_per_second", examples_per_second},
+          {"tokens_per_second", tokens_per_second}};
+}
+
+TrainResult fine_tune(model::SequenceClassifierImpl& m, const TokenizedSet& train, const TokenizedSet* dev,
+                      const TrainOptions& opt, torch::Device device) {
+  if (train.size() == 0) throw Error(ErrorKind::InvalidArgument, "fine_tune: the training set is empty");
+  if (opt.batch_size <= 0 || opt.lr <= 0 || opt.epochs < 0)
+    throw Error(ErrorKind::InvalidArgument, "fine_tune: batch size and learning rate must be > 0");
+  for (auto l : train.labels)
+    if (l < 0 || l >= m.config.num_labels())
+      throw Error(ErrorKind::DataInvalid, fmt::format("training label {} outside [0, {})", l, m.config.num_labels()));
+  torch::manual_seed(opt.seed);
+  m.to(device);
+
+  std::vector<torch::Tensor> decay, no_decay;
+  for (auto& p : m.named_parameters()) {
+    bool train_it = !opt.trainable || opt.trainable(p.key());
+    p.value().set_requires_grad(train_it);
+    if (!train_it) continue;
+    (model::is_no_decay(p.key()) ? no_decay : decay).push_back(p.value());
+  }
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  if (!decay.empty())
+    groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
+                                   torch::optim::AdamWOptions(opt.lr).weight_decay(opt.weight_decay)));
+  if (!no_decay.empty())
+    groups.emplace_back(no_decay,
+                        std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(opt.lr).weight_decay(0.0)));
+  torch::optim::AdamW optimizer(groups, torch::optim::AdamWOptions(opt.lr));
+
+  const int64_t steps_per_epoch = (train.size() + opt.batch_size - 1) / opt.batch_size;
+  const int64_t total = opt.max_steps > 0 ? opt.max_steps : steps_per_epoch * opt.epochs;
+  const int epochs = opt.max_steps > 0 ? static_cast<int>((opt.max_steps + steps_per_epoch - 1) / steps_per_epoch) : opt.epochs;
+  const int64_t warmup = static_cast<int64_t>(std::llround(opt.warmup_ratio * total));
+  auto lr_at = [&](int64_t step) {
+    if (step < warmup) return opt.lr * static_cast<double>(step) / std::max<int64_t>(1, warmup);
+    return opt.lr * std::max(0.0, static_cast<double>(total - step) / std::max<int64_t>(1, total - warmup));
+  };
+
+  TrainResult res;
+  std::map<std::string, torch::Tensor> best;
+  util::Progress progress(opt.label, total);
+  auto t0 = std::chrono::steady_clock::now();
+  int64_t examples = 0, tokens = 0;
+  for (int epoch = 1; epoch <= epochs && res.steps < total; ++epoch) {
+    auto te = std::chrono::steady_clock::now();
+    m.train();
+    double loss_sum = 0;
+    int64_t loss_n = 0;
+    for (auto& idx : make_batches(train.size(), opt.batch_size, true, opt.seed + epoch)) {
+      if (res.steps >= total) break;
+      for (auto& g : optimizer.param_groups())
+        static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr_at(res.steps));
+      auto batch = collate(train, idx, device);
+      optimizer.zero_grad();
+      torch::Tensor loss = opt.loss_fn ? opt.loss_fn(m, batch)
+                                       : torch::cross_entropy_loss(
+                                             m.forward(batch.input_ids, batch.token_type_ids, batch.attention_mask).logits,
+                                             batch.labels);
+      loss.backward();
+      if (opt.after_backward) opt.after_backward(m);
+      if (opt.max_grad_norm > 0) {
+        std::vector<torch::Tensor> ps = decay;
+        ps.insert(ps.end(), no_decay.begin(), no_decay.end());
+        torch::nn::utils::clip_grad_norm_(ps, opt.max_grad_norm);
+      }
+      optimizer.step();
+      double l = loss.item<double>();
+      if (!std::isfinite(l))
+        throw Error(ErrorKind::InvalidArgument,
+                    fmt::format("training diverged (loss {} at step {}); lower --lr", l, res.steps + 1));
+      loss_sum += l * idx.size();
+      loss_n += static_cast<int64_t>(idx.size());
+      examples += static_cast<int64_t>(idx.size());
+      tokens += batch.num_tokens;
+      ++res.steps;
+      double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      progress.step(1, fmt::format("epoch {} loss {:.4f} {:.1f} ex/s", epoch, loss_sum / loss_n, examples / el));
+    }
+    EpochStats st;
+    st.epoch = epoch;
+    st.train_loss = loss_n ? loss_sum / loss_n : 0;
+    if (dev && dev->size() > 0) {
+      st.dev_accuracy = evaluate(m, *dev, device, opt.eval_batch_size).accuracy;
+      util::log(fmt::format("{} epoch {}: train loss {:.4f}, dev accuracy {:.2f}%", opt.label, epoch, st.train_loss,
+                            100 * st.dev_accuracy));
+      if (st.dev_accuracy > res.best_dev_accuracy) {
+        res.best_dev_accuracy = st.dev_accuracy;
+        res.best_epoch = epoch;
+        if (opt.keep_best && epochs > 1) best = model::snapshot(m);
+      }
+    } else {
+      res.best_epoch = epoch;
+    }
+    st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - te).count();
+    res.epochs.push_back(st);
+  }
+  if (opt.keep_best && !best.empty() && res.best_epoch != static_cast<int>(res.epochs.size())) {
+    model::restore(m, best);
+    util::log(fmt::format("{}: restored the best epoch ({}, dev accuracy {:.2f}%)", opt.label, res.best_epoch,
+                          100 * res.best_dev_accuracy));
+  }
+  for (auto& p : m.parameters()) p.set_requires_grad(true);
+  m.eval();
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  res.examples_per_second = res.seconds > 0 ? examples / res.seconds : 0;
+  res.tokens_per_second = res.seconds > 0 ? tokens / res.seconds : 0;
+  return res;
+}
+
+EvalResult evaluate(model::SequenceClassifierImpl& m, const TokenizedSet& data, torch::Device device,
+                    int64_t batch_size) {
+  EvalResult r;
+  r.n = data.size();
+  const int64_t C = m.config.num_labels();
+  r.logits = torch::zeros({r.n, C});
+  r.predictions.assign(r.n, -1);
+  auto t0 = std::chrono::steady_clock::now();
+  bool was_training = m.is_training();
+  m.eval();
+  {
+    torch::NoGradGuard ng;
+    for (auto& idx : length_sorted_batches(data, batch_size)) {
+      auto b = collate(data, idx, device);
+      auto logits = m.forward(b.input_ids, b.token_type_ids, b.attention_mask).logits.to(torch::kCPU);
+      auto pred = logits.argmax(1);
+      for (std::size_t i = 0; i < idx.size(); ++i) {
+        r.logits[idx[i]] = logits[i];
+        r.predictions[idx[i]] = pred[i].item<int64_t>();
+      }
+    }
+  }
+  if (was_training) m.train();
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.confusion.assign(C, std::vector<int64_t>(C, 0));
+  int64_t correct = 0, labelled = 0;
+  for (int64_t i = 0; i < r.n; ++i) {
+    int64_t y = data.labels[i];
+    if (y < 0) continue;
+    if (y >= C) throw Error(ErrorKind::DataInvalid, fmt::format("label {} outside the model's {} classes", y, C));
+    ++labelled;
+    correct += (y == r.predictions[i]);
+    r.confusion[y][r.predictions[i]]++;
+  }
+  r.accuracy = labelled ? static_cast<double>(correct) / labelled : 0.0;
+  for (int64_t c = 0; c < C; ++c) {
+    int64_t tp = r.confusion[c][c], pred_c = 0, true_c = 0;
+    for (int64_t k = 0; k < C; ++k) { pred_c += r.confusion[k][c]; true_c += r.confusion[c][k]; }
+    double p = pred_c ? static_cast<double>(tp) / pred_c : 0, rc = true_c ? static_cast<double>(tp) / true_c : 0;
+    r.precision.push_back(p);
+    r.recall.push_back(rc);
+    r.f1.push_back(p + rc > 0 ? 2 * p * rc / (p + rc) : 0);
+    r.macro_f1 += r.f1.back() / C;
+  }
+  return r;
+}
+
+json EvalResult::to_json(const std::vector<std::string>& names) const {
+  json per_class = json::array();
+  for (std::size_t c = 0; c < f1.size(); ++c)
+    per_class.push_back({{"label", c < names.size() ? names[c] : std::to_string(c)},
+                         {"precision", precision[c]}, {"recall", recall[c]}, {"f1", f1[c]}});
+  return {{"n", n}, {"accuracy", accuracy}, {"macro_f1", macro_f1}, {"per_class", per_class},
+          {"confusion", confusion}, {"seconds", seconds}};
+}
+
+double attack_success_rate(const std::vector<int64_t>& pred, const std::vector<int64_t>& labels, int64_t target) {
+  int64_t n = 0, hit = 0;
+  for (std::size_t i = 0; i < pred.size(); ++i) {
+    if (labels[i] == target) continue;
+    ++n;
+    hit += pred[i] == target;
+  }
+  return n ? static_cast<double>(hit) / n : -1.0;
+}
+
+}  // namespace finepurify::train

@@ -1,0 +1,52 @@
+// Shared pieces of the CLI: global options, subcommand registration, model/data loading helpers.
+#pragma once
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "finepurify/model/loader.hpp"
+#include "finepurify/text/dataset.hpp"
+#include "finepurify/text/tokenizer.hpp"
+#include "finepurify/train/data.hpp"
+#include "finepurify/train/trainer.hpp"
+
+namespace fp_cli {
+
+struct Globals {
+  int threads = 0;
+  std::string device = "cpu";
+  bool quiet = false;
+  std::string tokenizer_compat = "fast";
+  torch::Device dev() const;
+};
+Globals& globals();
+
+/// Each subcommand file defines one of these; main() calls them all.
+void register_finetune(CLI::App& app);
+void register_eval(CLI::App& app);
+void register_predict(CLI::App& app);
+void register_tokenize(CLI::App& app);
+void register_demo(CLI::App& app);
+void register_bench(CLI::App& app);
+
+/// Tokenizer of a model folder, with the global --tokenizer-compat.
+std::unique_ptr<finepurify::text::Tokenizer> load_tokenizer_for(const std::string& folder,
+                                                                const finepurify::model::ModelConfig& c);
+/// Reads a dataset, mapping label names through the model's id2label when they are not LABEL_i.
+finepurify::text::Dataset read_data(const std::string& path, const finepurify::model::ModelConfig& c,
+                                    bool require_labels = true, const std::string& text_column = "",
+                                    const std::string& pair_column = "", const std::string& label_column = "label");
+/// Loads a trained classifier folder (its head must be present).
+finepurify::model::LoadedModel load_trained(const std::string& folder, torch::Device dev);
+/// Prints evaluation as a small table (accuracy, per-class P/R/F1, confusion matrix).
+void print_eval(const finepurify::train::EvalResult& r, const std::vector<std::string>& names);
+/// Writes text to a file atomically (temp + rename), refusing to overwrite `inputs`.
+void write_output(const std::string& path, const std::string& content, const std::vector<std::string>& inputs);
+
+}  // namespace fp_cli

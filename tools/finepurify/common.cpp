@@ -1,0 +1,65 @@
+// CLI helpers shared by subcommands: tokenizer/data loading, printing, safe output writing.
+#include <filesystem>
+#include <iostream>
+
+#include <fmt/format.h>
+
+#include "commands.hpp"
+#include "finepurify/error.hpp"
+#include "finepurify/io/checkpoint.hpp"
+
+namespace fp_cli {
+
+using namespace finepurify;
+
+std::unique_ptr<text::Tokenizer> load_tokenizer_for(const std::string& folder, const model::ModelConfig& c) {
+  auto compat = globals().tokenizer_compat == "slow" ? text::Compat::Slow : text::Compat::Fast;
+  return text::load_tokenizer(folder, c.model_type, compat);
+}
+
+model::LoadedModel load_trained(const std::string& folder, torch::Device dev) {
+  model::LoadOptions lo;
+  lo.device = dev;
+  lo.allow_missing_head = false;
+  return model::load_classifier(folder, lo);
+}
+
+text::Dataset read_data(const std::string& path, const model::ModelConfig& c, bool require_labels,
+                        const std::string& text_column, const std::string& pair_column, const std::string& label_column) {
+  text::ReadOptions ro;
+  ro.require_labels = require_labels;
+  ro.text_column = text_column;
+  ro.text_pair_column = pair_column;
+  ro.label_column = label_column;
+  bool generic = true;
+  for (std::size_t i = 0; i < c.id2label.size(); ++i) {
+    generic &= c.id2label[i] == "LABEL_" + std::to_string(i);
+    ro.label2id[c.id2label[i]] = static_cast<int64_t>(i);
+  }
+  if (generic) ro.label2id.clear();
+  auto d = text::read_dataset(path, ro);
+  if (d.examples.empty()) throw Error(ErrorKind::DataInvalid, path + ": no examples");
+  return d;
+}
+
+void print_eval(const train::EvalResult& r, const std::vector<std::string>& names) {
+  std::cout << fmt::format("accuracy: {:.2f}% ({} examples)\n", 100 * r.accuracy, r.n);
+  std::cout << fmt::format("{:>16} {:>9} {:>9} {:>9}\n", "class", "precision", "recall", "f1");
+  for (std::size_t c = 0; c < r.f1.size(); ++c)
+    std::cout << fmt::format("{:>16} {:>9.4f} {:>9.4f} {:>9.4f}\n", c < names.size() ? names[c] : std::to_string(c),
+                             r.precision[c], r.recall[c], r.f1[c]);
+  std::cout << fmt::format("macro F1: {:.4f}\nconfusion (rows = true, columns = predicted):\n", r.macro_f1);
+  for (auto& row : r.confusion) {
+    for (auto v : row) std::cout << fmt::format("{:>8}", v);
+    std::cout << "\n";
+  }
+}
+
+void write_output(const std::string& path, const std::string& content, const std::vector<std::string>& inputs) {
+  model::check_output_not_input(path, inputs);
+  auto parent = std::filesystem::absolute(path).parent_path();
+  std::filesystem::create_directories(parent);
+  io::write_text_atomic(path, content);
+}
+
+}  // namespace fp_cli

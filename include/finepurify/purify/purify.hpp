@@ -1,0 +1,103 @@
+// Fine-purifying end to end: Fisher at the chosen point, indicators, selection, reset to w_Pre,
+// clean fine-tuning, and the reset-fraction search under an accuracy budget. Also the diagnosis
+// used by `scan` (where suspicious dimensions concentrate, top suspicious tokens).
+#pragma once
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "finepurify/purify/align.hpp"
+#include "finepurify/purify/fisher.hpp"
+#include "finepurify/purify/select.hpp"
+#include "finepurify/text/tokenizer.hpp"
+#include "finepurify/train/trainer.hpp"
+
+namespace finepurify::purify {
+
+enum class FisherAt { FT, Pre, Mean };
+FisherAt fisher_at_from_string(const std::string& s);
+const char* fisher_at_name(FisherAt f);
+
+/// Default grid of reset fractions, log-spaced at the low end.
+std::vector<double> default_grid();
+
+struct DiagnoseOptions {
+  IndicatorOptions indicator;
+  FisherAt fisher_at = FisherAt::FT;
+  int64_t fisher_examples = 0;  ///< 0 = all of the clean training part
+  int64_t top_tokens = 20;
+};
+
+/// Everything `scan` reports and `purify` selects from.
+struct Diagnosis {
+  Alignment alignment;
+  std::map<std::string, torch::Tensor> ft;      ///< w_FT snapshot (CPU)
+  std::map<std::string, torch::Tensor> fisher;  ///< empty for indicators that need none
+  std::map<std::string, torch::Tensor> r;       ///< indicator per aligned tensor
+  double epsilon = 0;
+  nlohmann::json summary;  ///< per-tensor / per-layer statistics, distribution, top tokens
+};
+
+/// Computes the Fisher (if needed) and the indicator, and summarises them. The model's weights are
+/// left as w_FT.
+Diagnosis diagnose(model::SequenceClassifierImpl& m, const std::string& pretrained_folder,
+                   const train::TokenizedSet& clean_train, const text::Tokenizer& tok, const DiagnoseOptions& opt,
+                   torch::Device device);
+
+/// Masks of `rho` dimensions from a diagnosis; summary of where they are (per tensor / layer).
+nlohmann::json selection_summary(const std::map<std::string, torch::Tensor>& masks, int64_t num_layers);
+
+/// Sets selected dimensions to w_Pre (others keep their current value).
+void reset_to_pretrained(model::SequenceClassifierImpl& m, const Alignment& a,
+                         const std::map<std::string, torch::Tensor>& masks);
+
+struct PurifyOptions {
+  DiagnoseOptions diagnose;
+  Scope scope = Scope::Global;
+  std::optional<double> reset_fraction;  ///< fixed rho, or
+  std::optional<double> max_acc_drop;    ///< accuracy points: search the grid
+  std::vector<double> grid = default_grid();
+  train::TrainOptions train;             ///< clean fine-tuning after the reset
+  bool reinit_head = false;              ///< re-initialise tensors without pre-trained counterpart
+  uint64_t seed = 42;
+};
+
+struct AttackProbe {  ///< optional: a triggered test set to report ASR (never used for selection)
+  train::TokenizedSet data;
+  int64_t target = -1;
+};
+
+struct EvaluatedPoint {
+  double rho = 0;
+  int64_t reset_dims = 0;
+  double dev_accuracy = 0;
+  double asr = -1;
+  double seconds = 0;
+  bool within_budget = false;
+};
+
+struct PurifyResult {
+  double chosen_rho = 0;
+  double suspect_dev_accuracy = 0;
+  double purified_dev_accuracy = 0;
+  double suspect_asr = -1, purified_asr = -1;
+  std::vector<EvaluatedPoint> evaluated;
+  nlohmann::json report;  ///< everything for purify_report.json
+};
+
+/// Runs purification on `m` (its weights become the purified model's).
+PurifyResult purify(model::SequenceClassifierImpl& m, const std::string& pretrained_folder,
+                    const train::TokenizedSet& clean_train, const train::TokenizedSet& clean_dev,
+                    const text::Tokenizer& tok, const PurifyOptions& opt, torch::Device device,
+                    const AttackProbe* probe = nullptr);
+
+/// Seeded hold-out split of a clean set: (train part, dev part) with `dev_fraction` in the dev part.
+std::pair<train::TokenizedSet, train::TokenizedSet> split_clean(const train::TokenizedSet& s, double dev_fraction,
+                                                                uint64_t seed);
+
+}  // namespace finepurify::purify

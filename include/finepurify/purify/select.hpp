@@ -1,0 +1,53 @@
+// Indicators of "poisonous" dimensions and exact top-k selection (linear time, no sorted copy).
+#pragma once
+#include <map>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "finepurify/purify/align.hpp"
+
+namespace finepurify::purify {
+
+/// fisher-ratio: r = delta^2 / (F + eps) (default); magnitude: r = delta^2; random: uniform
+/// (Fine-mixing); inverse-fisher: r = 1 / (F + eps).
+enum class Indicator { FisherRatio, Magnitude, Random, InverseFisher };
+Indicator indicator_from_string(const std::string& s);
+const char* indicator_name(Indicator i);
+
+enum class Scope { Global, Tensor };
+Scope scope_from_string(const std::string& s);
+
+struct IndicatorOptions {
+  Indicator indicator = Indicator::FisherRatio;
+  double epsilon_scale = 1e-8;  ///< eps = epsilon_scale * mean(F) over aligned dimensions
+  uint64_t seed = 42;           ///< for the random indicator
+};
+
+/// r for every aligned tensor (float32, CPU, shape of the parameter). `ft` and `fisher` map names
+/// to w_FT and F; `alignment` gives w_Pre. Non-negative and finite by construction.
+std::map<std::string, torch::Tensor> compute_indicators(const Alignment& alignment,
+                                                        const std::map<std::string, torch::Tensor>& ft,
+                                                        const std::map<std::string, torch::Tensor>* fisher,
+                                                        const IndicatorOptions& opt, double* epsilon_out = nullptr);
+
+/// Exactly round(rho * d) dimensions with the largest r (d = all aligned dimensions for Global,
+/// each tensor's own size for Tensor scope). Ties are broken by (tensor order, flat index), so the
+/// result is deterministic. Returns boolean masks per tensor (names in `order`).
+std::map<std::string, torch::Tensor> select_top(const std::vector<std::string>& order,
+                                                const std::map<std::string, torch::Tensor>& r, double rho,
+                                                Scope scope);
+
+/// The k-th largest value (1-based) over all tensors' elements by radix selection on the float
+/// bit patterns (4 passes of 8 bits), and how many elements are strictly larger.
+struct Threshold {
+  float value = 0;
+  int64_t above = 0;  ///< elements with r > value
+};
+Threshold kth_largest(const std::vector<torch::Tensor>& values, int64_t k);
+
+/// Number of selected dimensions in a mask set.
+int64_t count_selected(const std::map<std::string, torch::Tensor>& masks);
+
+}  // namespace finepurify::purify

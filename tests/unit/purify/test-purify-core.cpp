@@ -1,0 +1,252 @@
+// Unit tests of Fine-purifying's core on tiny generated models: Fisher vs brute force, exact and
+// deterministic top-k selection, rho = 0 / rho = 1 resets, head untouched, indicators.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <random>
+
+#include "finepurify/error.hpp"
+#include "finepurify/io/checkpoint.hpp"
+#include "finepurify/io/safetensors.hpp"
+#include "finepurify/model/loader.hpp"
+#include "finepurify/purify/purify.hpp"
+#include "fp_test.hpp"
+
+using namespace finepurify;
+
+namespace {
+
+model::ModelConfig tiny_config() {
+  model::ModelConfig c;
+  c.vocab_size = 40;
+  c.hidden_size = 16;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 2;
+  c.intermediate_size = 32;
+  c.max_position_embeddings = 32;
+  c.initializer_range = 0.2;
+  return c;
+}
+
+train::TokenizedSet tiny_data(int n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  train::TokenizedSet s;
+  s.pad_id = 0;
+  for (int i = 0; i < n; ++i) {
+    int len = 3 + static_cast<int>(rng() % 6);
+    text::Encoding e;
+    for (int t = 0; t < len; ++t) {
+      e.input_ids.push_back(t == 0 ? 2 : 5 + static_cast<int64_t>(rng() % 35));
+      e.token_type_ids.push_back(t > len / 2 ? 1 : 0);
+      e.attention_mask.push_back(1);
+    }
+    s.encodings.push_back(e);
+    s.labels.push_back(static_cast<int64_t>(rng() % 2));
+  }
+  return s;
+}
+
+/// Writes a pre-trained (random) model and a perturbed "fine-tuned" copy to temp folders.
+struct Pair {
+  std::string pre_dir, ft_dir;
+  model::SequenceClassifier ft{nullptr};
+};
+Pair make_pair() {
+  Pair p;
+  auto dir = fp_test::temp_dir("purify");
+  auto pre = model::make_random_classifier(tiny_config(), 1);
+  p.pre_dir = (dir / "pre").string();
+  model::save_classifier(*pre, p.pre_dir, "");
+  p.ft = model::make_random_classifier(tiny_config(), 1);
+  {
+    torch::NoGradGuard ng;
+    torch::manual_seed(2);
+    for (auto& t : p.ft->parameters()) t.add_(torch::randn(t.sizes()) * 0.05);
+  }
+  p.ft_dir = (dir / "ft").string();
+  model::save_classifier(*p.ft, p.ft_dir, "");
+  return p;
+}
+
+}  // namespace
+
+TEST(Fisher, EqualsBruteForcePerExampleGradients) {
+  auto m = model::make_random_classifier(tiny_config(), 3);
+  auto data = tiny_data(7, 11);
+  data.encodings[3].input_ids[2] = 0;  // a literal pad token inside an example: its row gets no gradient
+  auto fisher = purify::diagonal_fisher(*m, data, torch::kCPU, {0, false});
+  std::map<std::string, torch::Tensor> brute;
+  for (auto& p : m->named_parameters()) brute[p.key()] = torch::zeros(p.value().sizes(), torch::kFloat64);
+  m->eval();
+  for (int64_t n = 0; n < data.size(); ++n) {
+    m->zero_grad();
+    auto b = train::collate(data, {n}, torch::kCPU);
+    auto loss = torch::cross_entropy_loss(m->forward(b.input_ids, b.token_type_ids, b.attention_mask).logits, b.labels);
+    loss.backward();
+    for (auto& p : m->named_parameters()) brute[p.key()] += p.value().grad().to(torch::kFloat64).square();
+  }
+  ASSERT_EQ(fisher.size(), brute.size());
+  for (auto& [name, f] : fisher) {
+    auto want = (brute[name] / data.size()).to(torch::kFloat32);
+    double scale = want.abs().max().item<double>() + 1e-12;
+    double err = (f - want).abs().max().item<double>();
+    EXPECT_LE(err, 1e-5 * scale + 1e-12) << name;
+  }
+  // the pad row is exactly zero, and so are rows of tokens never seen
+  auto w = fisher.at("bert.embeddings.word_embeddings.weight");
+  EXPECT_EQ(w[0].abs().sum().item<double>(), 0.0);
+  EXPECT_EQ(w[1].abs().sum().item<double>(), 0.0);
+  EXPECT_GT(w[2].abs().sum().item<double>(), 0.0);
+}
+
+TEST(Fisher, IsNotTheSquareOfTheBatchGradient) {
+  auto m = model::make_random_classifier(tiny_config(), 3);
+  auto data = tiny_data(6, 5);
+  auto fisher = purify::diagonal_fisher(*m, data, torch::kCPU, {0, false});
+  m->eval();
+  m->zero_grad();
+  // mean gradient over examples, squared: never larger than the mean of squares (Jensen), usually smaller
+  for (int64_t n = 0; n < data.size(); ++n) {
+    auto b = train::collate(data, {n}, torch::kCPU);
+    (torch::cross_entropy_loss(m->forward(b.input_ids, b.token_type_ids, b.attention_mask).logits, b.labels) /
+     data.size()).backward();
+  }
+  auto g = m->named_parameters()["bert.encoder.layer.0.intermediate.dense.weight"].grad();
+  auto f = fisher.at("bert.encoder.layer.0.intermediate.dense.weight");
+  EXPECT_TRUE((g.square() <= f + 1e-7).all().item<bool>());
+  EXPECT_GT(f.sum().item<double>(), 1.5 * g.square().sum().item<double>());
+}
+
+TEST(Select, KthLargestMatchesSort) {
+  torch::manual_seed(0);
+  std::vector<torch::Tensor> vals = {torch::rand({100}), torch::rand({7, 13}) * 3, torch::zeros({5}),
+                                     torch::full({4}, 0.5f)};
+  std::vector<float> all;
+  for (auto& v : vals) {
+    auto c = v.contiguous().view(-1);
+    all.insert(all.end(), c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+  }
+  std::sort(all.rbegin(), all.rend());
+  for (int64_t k : {1, 2, 17, 50, 100, 150, 199, 200, static_cast<int>(all.size())}) {
+    auto t = purify::kth_largest(vals, k);
+    EXPECT_EQ(t.value, all[k - 1]) << k;
+    EXPECT_EQ(t.above, std::count_if(all.begin(), all.end(), [&](float x) { return x > all[k - 1]; })) << k;
+  }
+  EXPECT_THROW(purify::kth_largest(vals, 0), Error);
+}
+
+TEST(Select, ExactCountDeterministicTies) {
+  std::map<std::string, torch::Tensor> r = {{"a", torch::tensor({1.f, 2.f, 2.f, 0.f})},
+                                            {"b", torch::tensor({2.f, 2.f, 5.f})}};
+  std::vector<std::string> order = {"a", "b"};
+  // 7 dims, rho = 3/7 -> k = 3: 5 and the first two 2's in (tensor order, index) order
+  auto m = purify::select_top(order, r, 3.0 / 7.0, purify::Scope::Global);
+  EXPECT_TRUE(torch::equal(m["a"], torch::tensor({false, true, true, false})));
+  EXPECT_TRUE(torch::equal(m["b"], torch::tensor({false, false, true})));
+  for (double rho : {0.0, 0.1, 0.5, 0.9, 1.0}) {
+    auto m1 = purify::select_top(order, r, rho, purify::Scope::Global);
+    auto m2 = purify::select_top(order, r, rho, purify::Scope::Global);
+    EXPECT_EQ(purify::count_selected(m1), std::llround(rho * 7));
+    for (auto& n : order) EXPECT_TRUE(torch::equal(m1[n], m2[n]));
+  }
+  // per-tensor scope: round(rho * size) inside every tensor
+  auto mt = purify::select_top(order, r, 0.5, purify::Scope::Tensor);
+  EXPECT_EQ(mt["a"].sum().item<int64_t>(), 2);
+  EXPECT_EQ(mt["b"].sum().item<int64_t>(), 2);
+  EXPECT_THROW(purify::select_top(order, r, 1.5, purify::Scope::Global), Error);
+}
+
+TEST(Purify, RhoZeroKeepsWeightsRhoOneGivesPretrainedHeadUntouched) {
+  auto p = make_pair();
+  auto a = purify::align_with_pretrained(*p.ft, p.pre_dir);
+  // classifier and pooler exist in the saved "pre-trained" classifier too, so everything aligns here;
+  // use a base checkpoint instead: drop the head by aligning against a copy without it.
+  EXPECT_EQ(a.unaligned.size(), 0u);
+  auto ft = model::snapshot(*p.ft);
+  purify::IndicatorOptions iopt;
+  iopt.indicator = purify::Indicator::Magnitude;
+  auto r = purify::compute_indicators(a, ft, nullptr, iopt);
+  auto m0 = purify::select_top(a.aligned, r, 0.0, purify::Scope::Global);
+  purify::reset_to_pretrained(*p.ft, a, m0);
+  for (auto& q : p.ft->named_parameters()) EXPECT_TRUE(torch::equal(q.value(), ft[q.key()])) << q.key();
+  auto m1 = purify::select_top(a.aligned, r, 1.0, purify::Scope::Global);
+  purify::reset_to_pretrained(*p.ft, a, m1);
+  for (auto& n : a.aligned) EXPECT_TRUE(torch::equal(p.ft->named_parameters()[n], a.pre[n])) << n;
+}
+
+TEST(Purify, HeadWithoutCounterpartIsNeverReset) {
+  auto p = make_pair();
+  // A base checkpoint: only the encoder tensors (no pooler, no classifier), keys without prefix.
+  auto dir = fp_test::temp_dir("base");
+  std::vector<std::pair<std::string, torch::Tensor>> enc;
+  auto pre = model::make_random_classifier(tiny_config(), 1);
+  for (auto& q : pre->named_parameters())
+    if (q.key().find("pooler") == std::string::npos && q.key().rfind("classifier", 0) != 0)
+      enc.emplace_back(q.key().substr(5), q.value().detach());
+  io::write_safetensors((dir / "model.safetensors").string(), enc);
+  io::write_text_atomic((dir / "config.json").string(),
+                        model::classifier_config_json(tiny_config()).dump());
+  auto a = purify::align_with_pretrained(*p.ft, dir.string());
+  EXPECT_EQ(a.unaligned.size(), 4u);
+  EXPECT_TRUE(a.unaligned.count("classifier.weight"));
+  EXPECT_TRUE(a.unaligned.count("bert.pooler.dense.bias"));
+  auto ft = model::snapshot(*p.ft);
+  purify::IndicatorOptions iopt;
+  iopt.indicator = purify::Indicator::Random;
+  auto r = purify::compute_indicators(a, ft, nullptr, iopt);
+  purify::reset_to_pretrained(*p.ft, a, purify::select_top(a.aligned, r, 1.0, purify::Scope::Global));
+  auto now = p.ft->named_parameters();
+  EXPECT_TRUE(torch::equal(now["classifier.weight"], ft["classifier.weight"]));
+  EXPECT_TRUE(torch::equal(now["bert.pooler.dense.weight"], ft["bert.pooler.dense.weight"]));
+  EXPECT_TRUE(torch::equal(now["bert.encoder.layer.1.output.dense.weight"], a.pre["bert.encoder.layer.1.output.dense.weight"]));
+}
+
+TEST(Indicators, FormulasAndEpsilon) {
+  purify::Alignment a;
+  a.aligned = {"w"};
+  a.pre["w"] = torch::tensor({0.f, 0.f, 0.f});
+  std::map<std::string, torch::Tensor> ft = {{"w", torch::tensor({1.f, 2.f, 0.f})}};
+  std::map<std::string, torch::Tensor> f = {{"w", torch::tensor({1.f, 0.f, 2.f})}};
+  purify::IndicatorOptions o;
+  o.epsilon_scale = 1.0;  // eps = mean(F) = 1
+  double eps = 0;
+  auto r = purify::compute_indicators(a, ft, &f, o, &eps);
+  EXPECT_DOUBLE_EQ(eps, 1.0);
+  EXPECT_TRUE(torch::allclose(r["w"], torch::tensor({0.5f, 4.f, 0.f})));
+  o.indicator = purify::Indicator::InverseFisher;
+  EXPECT_TRUE(torch::allclose(purify::compute_indicators(a, ft, &f, o)["w"], torch::tensor({0.5f, 1.f, 1.f / 3})));
+  o.indicator = purify::Indicator::Magnitude;
+  EXPECT_TRUE(torch::allclose(purify::compute_indicators(a, ft, nullptr, o)["w"], torch::tensor({1.f, 4.f, 0.f})));
+  o.indicator = purify::Indicator::FisherRatio;
+  EXPECT_THROW(purify::compute_indicators(a, ft, nullptr, o), Error);
+  EXPECT_THROW(purify::indicator_from_string("nope"), Error);
+}
+
+TEST(Purify, FixedRhoRunsEndToEndOnTinyModel) {
+  auto p = make_pair();
+  auto data = tiny_data(40, 9);
+  auto [tr, dv] = purify::split_clean(data, 0.25, 1);
+  EXPECT_EQ(dv.size(), 10);
+  EXPECT_EQ(tr.size(), 30);
+  struct TinyTok : text::Tokenizer {
+    std::vector<int64_t> tokenize_ids(const std::string&) const override { return {}; }
+    text::Encoding encode(const std::string&, const std::optional<std::string>&, int) const override { return {}; }
+    std::string id_to_token(int64_t id) const override { return "t" + std::to_string(id); }
+    std::optional<int64_t> token_to_id(const std::string&) const override { return std::nullopt; }
+    int64_t vocab_size() const override { return 40; }
+    int64_t pad_id() const override { return 0; }
+    std::string kind() const override { return "test"; }
+  } tok;
+  purify::PurifyOptions o;
+  o.reset_fraction = 0.1;
+  o.train.epochs = 1;
+  o.train.batch_size = 8;
+  auto res = purify::purify(*p.ft, p.pre_dir, tr, dv, tok, o, torch::kCPU);
+  ASSERT_EQ(res.evaluated.size(), 1u);
+  int64_t d = 0;
+  for (auto& q : p.ft->parameters()) d += q.numel();
+  EXPECT_EQ(res.evaluated[0].reset_dims, std::llround(0.1 * d));
+  EXPECT_EQ(res.report["diagnosis"]["top_tokens"].size(), 20u);
+  o.reset_fraction.reset();
+  EXPECT_THROW(purify::purify(*p.ft, p.pre_dir, tr, dv, tok, o, torch::kCPU), Error);  // needs rho or budget
+}

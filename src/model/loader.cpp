@@ -82,6 +82,7 @@ LoadedModel load_classifier(const std::string& folder, const LoadOptions& opt) {
   lm.folder = folder;
   lm.config = load_config(folder);
   auto& c = lm.config;
+  const int64_t config_labels = c.num_labels();
   if (opt.num_labels) set_num_labels(c, *opt.num_labels, opt.label_names);
   io::CheckpointReader reader(folder);
 
@@ -108,11 +109,21 @@ LoadedModel load_classifier(const std::string& folder, const LoadOptions& opt) {
     if (it == source.end()) {
       if (opt.allow_missing_head && head.count(name)) { lm.report.initialised.push_back(name); continue; }
       throw Error(ErrorKind::CheckpointMismatch,
-                  fmt::format("{}: tensor '{}' (shape [{}]) is missing from the checkpoint", folder, name,
-                              fmt::join(p.value().sizes(), ", ")));
+                  fmt::format("{}: tensor '{}' (shape [{}]) is missing from the checkpoint{}", folder, name,
+                              fmt::join(p.value().sizes(), ", "),
+                              head.count(name) ? " (a base / pre-trained checkpoint without a trained classifier "
+                                                 "head? fine-tune it first)"
+                                               : ""));
     }
     auto shape = reader.shape(it->second);
     if (std::vector<int64_t>(p.value().sizes().begin(), p.value().sizes().end()) != shape) {
+      // An explicit label count that differs from the checkpoint's head starts a new head
+      // (as transformers' ignore_mismatched_sizes); the old head tensors are reported unused.
+      if (opt.num_labels && *opt.num_labels != config_labels && opt.allow_missing_head && head.count(name)) {
+        lm.report.initialised.push_back(name);
+        lm.report.unused.push_back(it->second);
+        continue;
+      }
       std::string hint;
       if (head.count(name)) hint = " (a different number of labels? pass --num-labels to start a new head)";
       throw Error(ErrorKind::CheckpointMismatch,
@@ -154,6 +165,20 @@ void save_classifier(SequenceClassifierImpl& m, const std::string& out, const st
   if (fs::exists(dst) && !overwrite && !(fs::is_directory(dst) && fs::is_empty(dst)))
     throw Error(ErrorKind::InvalidArgument,
                 fmt::format("output folder '{}' already exists and is not empty (pass --overwrite to replace it)", out));
+  if (fs::exists(dst)) {
+    // Replacing `out` deletes everything in it: refuse when an input lies inside it.
+    std::error_code ec;
+    const fs::path o = fs::weakly_canonical(dst, ec);
+    for (const auto& in : protected_inputs) {
+      if (in.empty()) continue;
+      const fs::path i = fs::weakly_canonical(fs::absolute(in), ec);
+      const auto rel = i.lexically_relative(o);
+      if (!rel.empty() && *rel.begin() != "..")
+        throw Error(ErrorKind::InvalidArgument,
+                    fmt::format("output '{}' contains the input '{}'; replacing it would delete the input; "
+                                "choose another --out", out, in));
+    }
+  }
   fs::create_directories(dst.parent_path());
   std::random_device rd;
   fs::path tmp = dst.parent_path() / fmt::format(".{}.tmp-{:x}", dst.filename().string(), rd());

@@ -1,4 +1,6 @@
 // `finepurify finetune`: fine-tune a (pre-trained or classifier) HF folder on a labelled file.
+#include <filesystem>
+
 #include <fmt/format.h>
 
 #include "commands.hpp"
@@ -41,6 +43,16 @@ void register_finetune(CLI::App& app) {
   cmd->add_flag("--from-scratch", a->from_scratch, "random initialisation instead of the checkpoint's weights");
   cmd->add_flag("--overwrite", a->overwrite, "replace an existing --out folder");
   cmd->callback([a]() {
+    // Refuse a bad --out before spending time on training (save_classifier checks again).
+    model::check_output_not_input(a->out, {a->model, a->train, a->dev});
+    {
+      namespace fs = std::filesystem;
+      std::error_code ec;
+      if (!a->overwrite && fs::exists(a->out, ec) && !(fs::is_directory(a->out, ec) && fs::is_empty(a->out, ec)))
+        throw Error(ErrorKind::InvalidArgument,
+                    fmt::format("output folder '{}' already exists and is not empty (pass --overwrite to replace it)",
+                                a->out));
+    }
     auto dev = globals().dev();
     auto cfg = model::load_config(a->model);
     auto tok = load_tokenizer_for(a->model, cfg);

@@ -1,0 +1,416 @@
+// Unit tests of loading/saving HF classifier folders on tiny generated models (names, aliases, errors, atomicity).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "finepurify/error.hpp"
+#include "finepurify/io/safetensors.hpp"
+#include "finepurify/model/bert.hpp"
+#include "finepurify/model/config.hpp"
+#include "finepurify/model/loader.hpp"
+#include "fp_test.hpp"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using namespace finepurify;
+
+namespace {
+
+json tiny_config_json(const std::string& type = "bert", int num_labels = 2) {
+  json j = {{"model_type", type},
+            {"vocab_size", 50},
+            {"hidden_size", 16},
+            {"num_hidden_layers", 2},
+            {"num_attention_heads", 2},
+            {"intermediate_size", 32},
+            {"max_position_embeddings", type == "roberta" ? 34 : 32},
+            {"type_vocab_size", type == "roberta" ? 1 : 2},
+            {"initializer_range", 0.1},
+            {"pad_token_id", type == "roberta" ? 1 : 0},
+            {"layer_norm_eps", type == "roberta" ? 1e-5 : 1e-12},
+            {"architectures", json::array({type == "roberta" ? "RobertaForSequenceClassification"
+                                                            : "BertForSequenceClassification"})}};
+  json id2label = json::object();
+  for (int i = 0; i < num_labels; ++i) id2label[std::to_string(i)] = "LABEL_" + std::to_string(i);
+  j["id2label"] = id2label;
+  return j;
+}
+
+model::ModelConfig tiny_config(const std::string& type = "bert", int num_labels = 2) {
+  return model::config_from_json(tiny_config_json(type, num_labels), "tiny");
+}
+
+/// Writes a folder with config.json and model.safetensors holding `tensors`.
+fs::path write_folder(const fs::path& dir, const json& config,
+                      const std::vector<std::pair<std::string, torch::Tensor>>& tensors) {
+  fs::create_directories(dir);
+  fp_test::write_file(dir / "config.json", config.dump(2));
+  io::write_safetensors((dir / "model.safetensors").string(), tensors);
+  return dir;
+}
+
+std::vector<std::pair<std::string, torch::Tensor>> tensors_of(model::SequenceClassifierImpl& m) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (auto& [n, t] : model::named_tensors(m)) out.emplace_back(n, t.clone());
+  return out;
+}
+
+struct Inputs {
+  torch::Tensor ids, types, mask;
+};
+
+Inputs sample_inputs(int64_t pad) {
+  // two rows, the second right-padded
+  const int p = static_cast<int>(pad);
+  auto ids = torch::tensor({{2, 7, 8, 9, 10, 3}, {2, 11, 12, 3, p, p}}, torch::kLong);
+  auto types = torch::zeros_like(ids);
+  auto mask = ids.ne(pad).to(torch::kLong);
+  mask[0].fill_(1);
+  return {ids, types, mask};
+}
+
+torch::Tensor logits_of(model::SequenceClassifierImpl& m, const Inputs& in) {
+  torch::NoGradGuard ng;
+  m.eval();
+  return m.forward(in.ids, in.types, in.mask).logits;
+}
+
+ErrorKind kind_of(const std::function<void()>& f, std::string* msg = nullptr) {
+  try {
+    f();
+  } catch (const Error& e) {
+    if (msg) *msg = e.what();
+    return e.kind();
+  }
+  ADD_FAILURE() << "no error thrown";
+  return ErrorKind::Internal;
+}
+
+TEST(Loader, SaveLoadRoundTripIsExact) {
+  for (std::string type : {"bert", "roberta"}) {
+    auto cfg = tiny_config(type, 3);
+    model::set_num_labels(cfg, 3, {"neg", "neu", "pos"});
+    auto m = model::make_random_classifier(cfg, 123);
+    auto out = fp_test::temp_dir("rt") / "model";
+    model::save_classifier(*m, out.string(), "", {{"manifest.json", "{}\n"}});
+    ASSERT_TRUE(fs::exists(out / "model.safetensors"));
+    ASSERT_TRUE(fs::exists(out / "config.json"));
+    ASSERT_TRUE(fs::exists(out / "manifest.json"));
+
+    model::LoadOptions lo;
+    lo.allow_missing_head = false;
+    auto lm = model::load_classifier(out.string(), lo);
+    EXPECT_TRUE(lm.report.initialised.empty());
+    EXPECT_TRUE(lm.report.unused.empty());
+    EXPECT_EQ(lm.config.id2label, (std::vector<std::string>{"neg", "neu", "pos"}));
+    auto a = model::snapshot(*m), b = model::snapshot(*lm.model);
+    ASSERT_EQ(a.size(), b.size());
+    for (auto& [n, t] : a) {
+      ASSERT_TRUE(b.count(n)) << n;
+      EXPECT_TRUE(torch::equal(t, b.at(n))) << type << " " << n;
+    }
+    auto in = sample_inputs(cfg.pad_token_id);
+    EXPECT_TRUE(torch::equal(logits_of(*m, in), logits_of(*lm.model, in))) << type;
+
+    // config.json: the classifier architecture and labels via id2label/label2id
+    auto cj = json::parse(fp_test::read_file(out / "config.json"));
+    EXPECT_EQ(cj["architectures"], json::array({cfg.classifier_architecture()}));
+    EXPECT_EQ(cj["model_type"], type);
+    EXPECT_EQ(cj["id2label"], (json{{"0", "neg"}, {"1", "neu"}, {"2", "pos"}}));
+    EXPECT_EQ(cj["label2id"], (json{{"neg", 0}, {"neu", 1}, {"pos", 2}}));
+    EXPECT_FALSE(cj.contains("num_labels"));
+    // safetensors: format=pt metadata, keys exactly named_parameters(), float32
+    io::SafetensorsFile st((out / "model.safetensors").string());
+    ASSERT_TRUE(st.view().metadata().count("format"));
+    EXPECT_EQ(st.view().metadata().at("format"), "pt");
+    EXPECT_EQ(st.view().tensors().size(), a.size());
+    for (auto& t : st.view().tensors()) {
+      EXPECT_TRUE(a.count(t.name)) << t.name;
+      EXPECT_EQ(t.dtype, io::Dtype::F32) << t.name;
+    }
+    // snapshot/restore round trip
+    auto snap = model::snapshot(*m);
+    {
+      torch::NoGradGuard ng;
+      for (auto& p : m->parameters()) p.add_(1.0);
+    }
+    model::restore(*m, snap);
+    EXPECT_TRUE(torch::equal(logits_of(*m, in), logits_of(*lm.model, in)));
+  }
+}
+
+TEST(Loader, HeadNamesAndLayerIndex) {
+  auto m = model::make_random_classifier(tiny_config("bert"), 1);
+  auto h = model::head_parameter_names(*m);
+  EXPECT_EQ(h, (std::vector<std::string>{"bert.pooler.dense.weight", "bert.pooler.dense.bias", "classifier.weight",
+                                         "classifier.bias"}));
+  auto r = model::make_random_classifier(tiny_config("roberta"), 1);
+  EXPECT_EQ(model::head_parameter_names(*r),
+            (std::vector<std::string>{"classifier.dense.weight", "classifier.dense.bias", "classifier.out_proj.weight",
+                                      "classifier.out_proj.bias"}));
+  EXPECT_EQ(model::layer_of("bert.encoder.layer.1.output.dense.weight", 2), 1);
+  EXPECT_EQ(model::layer_of("roberta.embeddings.word_embeddings.weight", 2), -1);
+  EXPECT_EQ(model::layer_of("classifier.out_proj.bias", 2), 2);
+  EXPECT_EQ(m->word_embedding_name(), "bert.embeddings.word_embeddings.weight");
+}
+
+TEST(Loader, BaseCheckpointWithoutPrefixAndAliasesLoads) {
+  auto cfg = tiny_config("bert");
+  auto ref = model::make_random_classifier(cfg, 5);
+  std::vector<std::pair<std::string, torch::Tensor>> ts;
+  std::map<std::string, std::string> model_name_of;  // ckpt name -> model name
+  for (auto& [n, t] : tensors_of(*ref)) {
+    if (n.rfind("classifier.", 0) == 0 || n.find(".pooler.") != std::string::npos) continue;  // a base model
+    std::string k = n.substr(std::string("bert.").size());                                   // embeddings.* encoder.*
+    if (k.size() > 16 && k.compare(k.size() - 16, 16, "LayerNorm.weight") == 0) k = k.substr(0, k.size() - 6) + "gamma";
+    else if (k.size() > 14 && k.compare(k.size() - 14, 14, "LayerNorm.bias") == 0) k = k.substr(0, k.size() - 4) + "beta";
+    model_name_of[k] = n;
+    ts.emplace_back(k, t);
+  }
+  ts.emplace_back("embeddings.position_ids", torch::arange(32, torch::kLong).unsqueeze(0));
+  json cj = tiny_config_json("bert");
+  cj["architectures"] = json::array({"BertModel"});
+  cj.erase("id2label");
+  auto dir = write_folder(fp_test::temp_dir("base") / "base", cj, ts);
+
+  EXPECT_EQ(model::canonical_name("encoder.layer.0.output.LayerNorm.gamma", cfg),
+            "bert.encoder.layer.0.output.LayerNorm.weight");
+  EXPECT_EQ(model::canonical_name("embeddings.LayerNorm.beta", cfg), "bert.embeddings.LayerNorm.bias");
+  EXPECT_EQ(model::canonical_name("bert.embeddings.position_ids", cfg), "");
+
+  // without a head allowed, it is refused
+  model::LoadOptions strict;
+  strict.allow_missing_head = false;
+  EXPECT_EQ(kind_of([&] { model::load_classifier(dir.string(), strict); }), ErrorKind::CheckpointMismatch);
+
+  model::LoadOptions lo;
+  lo.num_labels = 2;
+  auto lm = model::load_classifier(dir.string(), lo);
+  EXPECT_EQ(lm.report.initialised, (std::vector<std::string>{"bert.pooler.dense.weight", "bert.pooler.dense.bias",
+                                                             "classifier.weight", "classifier.bias"}));
+  EXPECT_TRUE(lm.report.unused.empty()) << lm.report.summary();
+  EXPECT_EQ(lm.report.ignored, std::vector<std::string>{"embeddings.position_ids"});
+  EXPECT_EQ(lm.report.loaded.size(), ts.size() - 1);
+  auto got = model::snapshot(*lm.model), want = model::snapshot(*ref);
+  for (auto& [k, n] : model_name_of) EXPECT_TRUE(torch::equal(got.at(n), want.at(n))) << k << " -> " << n;
+  // the fresh head is HF-initialised: zero biases
+  EXPECT_EQ(got.at("classifier.bias").abs().max().item<double>(), 0.0);
+}
+
+TEST(Loader, PositionIdsBufferIgnored) {
+  auto cfg = tiny_config("bert");
+  auto ref = model::make_random_classifier(cfg, 6);
+  auto ts = tensors_of(*ref);
+  ts.emplace_back("bert.embeddings.position_ids", torch::arange(32, torch::kLong).unsqueeze(0));
+  auto dir = write_folder(fp_test::temp_dir("pos") / "m", tiny_config_json("bert"), ts);
+  model::LoadOptions lo;
+  lo.allow_missing_head = false;
+  auto lm = model::load_classifier(dir.string(), lo);
+  EXPECT_EQ(lm.report.ignored, std::vector<std::string>{"bert.embeddings.position_ids"});
+  EXPECT_TRUE(lm.report.unused.empty());
+  auto in = sample_inputs(0);
+  EXPECT_TRUE(torch::equal(logits_of(*ref, in), logits_of(*lm.model, in)));
+}
+
+TEST(Loader, UnknownTensorReportedAsUnused) {
+  auto ref = model::make_random_classifier(tiny_config("bert"), 6);
+  auto ts = tensors_of(*ref);
+  ts.emplace_back("bert.something_else.weight", torch::ones({3}));
+  auto dir = write_folder(fp_test::temp_dir("unused") / "m", tiny_config_json("bert"), ts);
+  auto lm = model::load_classifier(dir.string());
+  EXPECT_EQ(lm.report.unused, std::vector<std::string>{"bert.something_else.weight"});
+}
+
+TEST(Loader, WrongShapeNamesTheTensor) {
+  auto ref = model::make_random_classifier(tiny_config("bert"), 7);
+  auto ts = tensors_of(*ref);
+  for (auto& [n, t] : ts)
+    if (n == "bert.encoder.layer.1.attention.self.query.weight") t = torch::zeros({16, 15});
+  auto dir = write_folder(fp_test::temp_dir("shape") / "m", tiny_config_json("bert"), ts);
+  std::string msg;
+  EXPECT_EQ(kind_of([&] { model::load_classifier(dir.string()); }, &msg), ErrorKind::CheckpointMismatch);
+  EXPECT_NE(msg.find("bert.encoder.layer.1.attention.self.query.weight"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("16, 15"), std::string::npos) << msg;
+
+  // a head with another label count is a mismatch too (unless a new head is asked for)
+  auto ts3 = tensors_of(*ref);
+  auto dir3 = write_folder(fp_test::temp_dir("shape3") / "m", tiny_config_json("bert", 3), ts3);
+  EXPECT_EQ(kind_of([&] { model::load_classifier(dir3.string(), {}); }, &msg), ErrorKind::CheckpointMismatch);
+  EXPECT_NE(msg.find("classifier.weight"), std::string::npos) << msg;
+}
+
+TEST(Loader, ExplicitNewLabelCountStartsNewHead) {
+  for (std::string type : {"bert", "roberta"}) {
+    auto ref = model::make_random_classifier(tiny_config(type, 2), 7);
+    auto dir = write_folder(fp_test::temp_dir("relabel") / "m", tiny_config_json(type, 2), tensors_of(*ref));
+    model::LoadOptions lo;
+    lo.num_labels = 3;
+    auto lm = model::load_classifier(dir.string(), lo);
+    EXPECT_EQ(lm.config.num_labels(), 3);
+    const std::string w = type == "bert" ? "classifier.weight" : "classifier.out_proj.weight";
+    const std::string b = type == "bert" ? "classifier.bias" : "classifier.out_proj.bias";
+    EXPECT_EQ(lm.report.initialised, (std::vector<std::string>{w, b})) << lm.report.summary();
+    auto got = model::snapshot(*lm.model), want = model::snapshot(*ref);
+    EXPECT_EQ(got.at(w).size(0), 3);
+    for (auto& [n, t] : want)
+      if (n != w && n != b) EXPECT_TRUE(torch::equal(got.at(n), t)) << n;
+    // not allowed to start a head: still an error
+    lo.allow_missing_head = false;
+    EXPECT_EQ(kind_of([&] { model::load_classifier(dir.string(), lo); }), ErrorKind::CheckpointMismatch);
+  }
+}
+
+TEST(Loader, MissingEncoderTensorIsAnError) {
+  auto ref = model::make_random_classifier(tiny_config("roberta"), 8);
+  auto ts = tensors_of(*ref);
+  ts.erase(std::remove_if(ts.begin(), ts.end(),
+                          [](auto& p) { return p.first == "roberta.encoder.layer.0.intermediate.dense.bias"; }),
+           ts.end());
+  auto dir = write_folder(fp_test::temp_dir("missing") / "m", tiny_config_json("roberta"), ts);
+  std::string msg;
+  EXPECT_EQ(kind_of([&] { model::load_classifier(dir.string()); }, &msg), ErrorKind::CheckpointMismatch);
+  EXPECT_NE(msg.find("roberta.encoder.layer.0.intermediate.dense.bias"), std::string::npos) << msg;
+}
+
+TEST(Loader, UnsupportedConfigs) {
+  auto ref = model::make_random_classifier(tiny_config("bert"), 9);
+  auto ts = tensors_of(*ref);
+  json gpt = tiny_config_json("bert");
+  gpt["model_type"] = "gpt2";
+  auto d1 = write_folder(fp_test::temp_dir("gpt") / "m", gpt, ts);
+  std::string msg;
+  EXPECT_EQ(kind_of([&] { model::load_classifier(d1.string()); }, &msg), ErrorKind::UnsupportedModel);
+  EXPECT_NE(msg.find("gpt2"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("config.json"), std::string::npos) << msg;
+
+  json rel = tiny_config_json("bert");
+  rel["position_embedding_type"] = "relative_key";
+  auto d2 = write_folder(fp_test::temp_dir("rel") / "m", rel, ts);
+  EXPECT_EQ(kind_of([&] { model::load_classifier(d2.string()); }, &msg), ErrorKind::UnsupportedModel);
+  EXPECT_NE(msg.find("relative_key"), std::string::npos) << msg;
+
+  json nomt = tiny_config_json("bert");
+  nomt.erase("model_type");
+  EXPECT_EQ(kind_of([&] { model::config_from_json(nomt, "x/config.json"); }), ErrorKind::ConfigInvalid);
+  json badheads = tiny_config_json("bert");
+  badheads["num_attention_heads"] = 3;
+  EXPECT_EQ(kind_of([&] { model::config_from_json(badheads, "x/config.json"); }), ErrorKind::ConfigInvalid);
+}
+
+TEST(Loader, NanWeightsRejected) {
+  auto ref = model::make_random_classifier(tiny_config("bert"), 10);
+  auto ts = tensors_of(*ref);
+  for (auto& [n, t] : ts)
+    if (n == "bert.encoder.layer.0.output.dense.weight") t[3][4] = std::numeric_limits<float>::quiet_NaN();
+  auto dir = write_folder(fp_test::temp_dir("nan") / "m", tiny_config_json("bert"), ts);
+  std::string msg;
+  EXPECT_EQ(kind_of([&] { model::load_classifier(dir.string()); }, &msg), ErrorKind::CheckpointMismatch);
+  EXPECT_NE(msg.find("bert.encoder.layer.0.output.dense.weight"), std::string::npos) << msg;
+}
+
+TEST(Loader, Float16CheckpointIsWidened) {
+  auto ref = model::make_random_classifier(tiny_config("bert"), 11);
+  auto ts = tensors_of(*ref);
+  for (auto& [n, t] : ts) t = t.to(torch::kHalf);
+  auto dir = write_folder(fp_test::temp_dir("f16") / "m", tiny_config_json("bert"), ts);
+  auto lm = model::load_classifier(dir.string());
+  auto got = model::snapshot(*lm.model);
+  for (auto& [n, t] : ts) EXPECT_TRUE(torch::equal(got.at(n), t.to(torch::kFloat))) << n;
+}
+
+TEST(Loader, SaveRefusesInputsAndNonEmptyFolders) {
+  auto m = model::make_random_classifier(tiny_config("bert"), 12);
+  auto root = fp_test::temp_dir("save");
+  auto in = root / "input";
+  model::save_classifier(*m, in.string(), "");
+  const auto before = fp_test::read_file(in / "model.safetensors");
+
+  // into the input folder itself or below it
+  for (auto out : {in, in / "sub", in / "." / "sub2"}) {
+    std::string msg;
+    EXPECT_EQ(kind_of([&] { model::save_classifier(*m, out.string(), "", {}, true, {in.string()}); }, &msg),
+              ErrorKind::InvalidArgument)
+        << out;
+  }
+  // an output folder that contains the input would delete it with --overwrite
+  EXPECT_EQ(kind_of([&] { model::save_classifier(*m, root.string(), "", {}, true, {in.string()}); }),
+            ErrorKind::InvalidArgument);
+  EXPECT_EQ(fp_test::read_file(in / "model.safetensors"), before);
+
+  // an existing non-empty folder without overwrite
+  auto other = root / "other";
+  fs::create_directories(other);
+  fp_test::write_file(other / "keep.txt", "x");
+  std::string msg;
+  EXPECT_EQ(kind_of([&] { model::save_classifier(*m, other.string(), ""); }, &msg), ErrorKind::InvalidArgument);
+  EXPECT_NE(msg.find("other"), std::string::npos) << msg;
+  EXPECT_TRUE(fs::exists(other / "keep.txt"));
+  // an existing empty folder is fine; overwrite replaces a non-empty one completely
+  auto empty = root / "empty";
+  fs::create_directories(empty);
+  model::save_classifier(*m, empty.string(), "");
+  EXPECT_TRUE(fs::exists(empty / "model.safetensors"));
+  model::save_classifier(*m, other.string(), "", {}, true);
+  EXPECT_TRUE(fs::exists(other / "model.safetensors"));
+  EXPECT_FALSE(fs::exists(other / "keep.txt"));
+  // tokenizer files are copied from tokenizer_from
+  fp_test::write_file(in / "vocab.txt", "[PAD]\n[UNK]\n");
+  auto withtok = root / "withtok";
+  model::save_classifier(*m, withtok.string(), in.string());
+  EXPECT_EQ(fp_test::read_file(withtok / "vocab.txt"), "[PAD]\n[UNK]\n");
+}
+
+TEST(Loader, FailedSaveLeavesNothing) {
+  auto m = model::make_random_classifier(tiny_config("bert"), 13);
+  auto root = fp_test::temp_dir("fail");
+  auto out = root / "out";
+  EXPECT_THROW(model::save_classifier(*m, out.string(), "", {{"no_such_dir/manifest.json", "{}"}}), Error);
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_TRUE(fs::is_empty(root)) << "temporary folder left behind";
+
+  // a failed overwrite keeps the old folder intact
+  model::save_classifier(*m, out.string(), "", {{"manifest.json", "old"}});
+  EXPECT_THROW(model::save_classifier(*m, out.string(), "", {{"no_such_dir/manifest.json", "{}"}}, true), Error);
+  EXPECT_EQ(fp_test::read_file(out / "manifest.json"), "old");
+  std::vector<std::string> names;
+  for (auto& e : fs::directory_iterator(root)) names.push_back(e.path().filename().string());
+  EXPECT_EQ(names, std::vector<std::string>{"out"});
+}
+
+TEST(Loader, RobertaPositionIdsOnPaddedBatch) {
+  auto cfg = tiny_config("roberta");
+  auto m = model::make_random_classifier(cfg, 14);
+  auto ids = torch::tensor({{0, 5, 6, 7, 2}, {0, 8, 2, 1, 1}}, torch::kLong);
+  auto pos = m->base->embeddings->position_ids(ids);
+  EXPECT_TRUE(torch::equal(pos, torch::tensor({{2, 3, 4, 5, 6}, {2, 3, 4, 1, 1}}, torch::kLong))) << pos;
+  // BERT: 0..T-1 whatever the padding
+  auto b = model::make_random_classifier(tiny_config("bert"), 14);
+  auto bpos = b->base->embeddings->position_ids(torch::tensor({{2, 5, 3, 0}}, torch::kLong));
+  EXPECT_TRUE(torch::equal(bpos, torch::tensor({{0, 1, 2, 3}}, torch::kLong)));
+
+  // a padded row gives the logits of the same row alone (pads masked, positions unaffected)
+  m->eval();
+  torch::NoGradGuard ng;
+  auto mask = ids.ne(1).to(torch::kLong);
+  auto types = torch::zeros_like(ids);
+  auto full = m->forward(ids, types, mask).logits;
+  auto alone = m->forward(ids.slice(0, 1, 2).slice(1, 0, 3), types.slice(0, 1, 2).slice(1, 0, 3),
+                          mask.slice(0, 1, 2).slice(1, 0, 3))
+                   .logits;
+  EXPECT_LT((full[1] - alone[0]).abs().max().item<double>(), 1e-5);
+  // too long for the position table: a clear error, not an index crash
+  auto too_long = torch::full({1, 40}, 5, torch::kLong);
+  EXPECT_EQ(kind_of([&] { m->forward(too_long, torch::zeros_like(too_long), torch::ones_like(too_long)); }),
+            ErrorKind::InvalidArgument);
+}
+
+}  // namespace

@@ -34,6 +34,9 @@ void register_predict(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_demo(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_purify(CLI::App& app);
+void register_scan(CLI::App& app);
+void register_attack(CLI::App& app);
 
 /// Tokenizer of a model folder, with the global --tokenizer-compat.
 std::unique_ptr<finepurify::text::Tokenizer> load_tokenizer_for(const std::string& folder,

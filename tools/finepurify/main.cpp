@@ -47,6 +47,9 @@ int main(int argc, char** argv) {
   fp_cli::register_tokenize(app);
   fp_cli::register_demo(app);
   fp_cli::register_bench(app);
+  fp_cli::register_purify(app);
+  fp_cli::register_scan(app);
+  fp_cli::register_attack(app);
   app.parse_complete_callback([&]() {
     util::set_quiet(g.quiet);
     int n = util::configure_threads(g.threads);

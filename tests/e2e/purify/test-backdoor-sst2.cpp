@@ -1,0 +1,90 @@
+// End to end on real data: plant a word-trigger backdoor ("cf", 10% of SST-2 training examples
+// relabelled positive) in the shared small BERT with `finepurify attack`, then check that `scan`
+// ranks the trigger among its top suspicious tokens and that `purify --max-acc-drop 3` keeps the
+// clean accuracy budget and lowers the attack success rate.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "fp_test.hpp"
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+std::vector<std::string> lines_of(const fs::path& p) {
+  std::ifstream f(p);
+  std::vector<std::string> out;
+  std::string l;
+  while (std::getline(f, l)) out.push_back(l);
+  return out;
+}
+int run(const std::string& args, std::string* out = nullptr) {
+  std::string o;
+  int rc = fp_test::run_command(fp_test::cli_path() + " " + args, &o);
+  if (out) *out = o;
+  if (rc != 0) std::cerr << o;
+  return rc;
+}
+json read_json(const fs::path& p) { return json::parse(fp_test::read_file(p)); }
+}  // namespace
+
+TEST(BackdoorSst2, ScanFindsTriggerAndPurifyKeepsBudget) {
+  if (!fp_test::have_shared()) GTEST_SKIP() << "no ../shared";
+  const auto shared = fp_test::shared_dir();
+  const std::string model = (shared / "models/bert-L4-H256-uncased-mlm").string();
+  const auto data = shared / "data/sst2";
+  auto dir = fp_test::temp_dir("backdoor");
+  const auto attack = dir / "attack";
+  ASSERT_EQ(run("-q attack --method badword --triggers cf --pretrained " + model + " --train " + (data / "train.tsv").string() +
+                " --dev " + (data / "dev.tsv").string() + " --test " + (data / "test.tsv").string() +
+                " --target-label 1 --poison-rate 0.1 --epochs 2 --lr 1e-4 --max-length 64 --seed 1 --out " +
+                attack.string()), 0);
+  auto aj = read_json(attack / "attack.json");
+  std::cout << "attack: " << aj.dump() << "\n";
+
+  // The defender's clean set: 1,000 training rows the attacker did not poison (identical in both files).
+  auto orig = lines_of(data / "train.tsv"), poisoned = lines_of(attack / "poisoned_train.tsv");
+  ASSERT_EQ(orig.size(), poisoned.size());
+  std::ofstream clean(dir / "clean.tsv");
+  clean << orig[0] << "\n";
+  int n = 0;
+  for (std::size_t i = 1; i < orig.size() && n < 1000; ++i)
+    if (orig[i] == poisoned[i]) { clean << orig[i] << "\n"; ++n; }
+  clean.close();
+  ASSERT_EQ(n, 1000);
+
+  std::string out;
+  ASSERT_EQ(run("-q scan --pretrained " + model + " --suspect " + attack.string() + " --clean " +
+                (dir / "clean.tsv").string() + " --max-length 64 --json", &out), 0);
+  auto scan = json::parse(out.substr(out.find('{')));
+  int rank = 0;
+  for (auto& t : scan["top_tokens"])
+    if (t["token"] == "cf" && rank == 0) rank = t["rank"].get<int>();
+  std::cout << "scan: trigger 'cf' rank " << rank << "\n";
+  EXPECT_GE(rank, 1);
+  EXPECT_LE(rank, 10);
+
+  const auto purified = dir / "purified";
+  ASSERT_EQ(run("-q purify --pretrained " + model + " --suspect " + attack.string() + " --clean " +
+                (dir / "clean.tsv").string() + " --max-acc-drop 3 --max-length 64 --attack-test " +
+                (attack / "triggered_test.tsv").string() + " --target-label 1 --out " + purified.string()), 0);
+  auto rep = read_json(purified / "purify_report.json");
+  std::cout << "purify: rho " << rep["chosen_rho"] << " suspect " << rep["suspect"].dump() << " purified "
+            << rep["purified"].dump() << "\n";
+  for (auto& p : rep["evaluated"]) std::cout << "  " << p.dump() << "\n";
+  EXPECT_GE(rep["purified"]["clean_dev_accuracy"].get<double>(),
+            rep["suspect"]["clean_dev_accuracy"].get<double>() - 0.03 - 1e-9);
+  EXPECT_LE(rep["purified"]["asr"].get<double>(), rep["suspect"]["asr"].get<double>());
+  // The purified folder is a complete HF folder that finepurify loads back with the same test ACC/ASR.
+  ASSERT_EQ(run("-q eval --json --model " + purified.string() + " --data " + (attack / "clean_test.tsv").string() +
+                " --attack-test " + (attack / "triggered_test.tsv").string() + " --target-label 1 --max-length 64", &out), 0);
+  auto ev = json::parse(out.substr(out.find('{')));
+  std::cout << "purified test: accuracy " << ev["accuracy"] << " ASR " << ev["asr"] << "\n";
+  EXPECT_TRUE(fs::exists(purified / "purify_report.md"));
+  EXPECT_TRUE(fs::exists(purified / "vocab.txt"));
+}

@@ -127,6 +127,27 @@ void nfc_inplace(std::u32string& s) {
   s.swap(d);
 }
 
+namespace {
+/// Decodes the well-formed UTF-8 sequence starting at p[i] (ASCII included): returns its length
+/// and sets `cp`, or returns 0 for an invalid or truncated sequence.
+int decode_one(const unsigned char* p, std::size_t n, std::size_t i, char32_t& cp) {
+  unsigned char c = p[i];
+  if (c < 0x80) { cp = c; return 1; }
+  int len = 0;
+  if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; }
+  else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; }
+  else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; }
+  if (len == 0 || i + len > n) return 0;
+  for (int k = 1; k < len; ++k) {
+    if ((p[i + k] & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (p[i + k] & 0x3F);
+  }
+  if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+    return 0;
+  return len;
+}
+}  // namespace
+
 void decode_utf8(std::string_view s, std::u32string& out) {
   out.clear();
   out.reserve(s.size());
@@ -134,28 +155,9 @@ void decode_utf8(std::string_view s, std::u32string& out) {
   const std::size_t n = s.size();
   std::size_t i = 0;
   while (i < n) {
-    unsigned char c = p[i];
-    if (c < 0x80) {
-      out.push_back(c);
-      ++i;
-      continue;
-    }
-    int len = 0;
     char32_t cp = 0;
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; }
-    else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; }
-    else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; }
-    bool ok = len > 0 && i + len <= n;
-    for (int k = 1; ok && k < len; ++k) {
-      if ((p[i + k] & 0xC0) != 0x80) ok = false;
-      else cp = (cp << 6) | (p[i + k] & 0x3F);
-    }
-    if (ok) {
-      if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-          (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-        ok = false;
-    }
-    if (!ok) {
+    int len = decode_one(p, n, i, cp);
+    if (len == 0) {  // invalid byte: U+FFFD, resynchronise at the next byte
       out.push_back(0xFFFD);
       ++i;
       continue;
@@ -170,22 +172,9 @@ bool valid_utf8(std::string_view s, std::size_t* bad_offset) {
   const std::size_t n = s.size();
   std::size_t i = 0;
   while (i < n) {
-    unsigned char c = p[i];
-    if (c < 0x80) { ++i; continue; }
-    int len = 0;
     char32_t cp = 0;
-    if (c >= 0xC2 && c <= 0xDF) { len = 2; cp = c & 0x1F; }
-    else if (c >= 0xE0 && c <= 0xEF) { len = 3; cp = c & 0x0F; }
-    else if (c >= 0xF0 && c <= 0xF4) { len = 4; cp = c & 0x07; }
-    bool ok = len > 0 && i + len <= n;
-    for (int k = 1; ok && k < len; ++k) {
-      if ((p[i + k] & 0xC0) != 0x80) ok = false;
-      else cp = (cp << 6) | (p[i + k] & 0x3F);
-    }
-    if (ok && ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-               (len == 4 && (cp < 0x10000 || cp > 0x10FFFF))))
-      ok = false;
-    if (!ok) {
+    int len = decode_one(p, n, i, cp);
+    if (len == 0) {
       if (bad_offset) *bad_offset = i;
       return false;
     }

@@ -30,6 +30,22 @@ void add_data_options(CLI::App* cmd, DataArgs& a) {
   cmd->add_option("--pair-column", a.pair_column, "second text column (csv/jsonl)");
   cmd->add_option("--label-column", a.label_column, "label column")->capture_default_str();
 }
+struct Inference {
+  model::LoadedModel lm;
+  std::unique_ptr<text::Tokenizer> tok;
+  train::EvalResult result;
+};
+
+/// Loads the model folder and data file of `a` and runs eval-mode inference over every example.
+Inference run_inference(const DataArgs& a, torch::Device dev, bool require_labels) {
+  Inference in;
+  in.lm = load_trained(a.model, dev);
+  in.tok = load_tokenizer_for(a.model, in.lm.config);
+  auto data = train::tokenize(
+      *in.tok, read_data(a.data, in.lm.config, require_labels, a.text_column, a.pair_column, a.label_column), a.max_length);
+  in.result = train::evaluate(*in.lm.model, data, dev, a.batch_size);
+  return in;
+}
 }  // namespace
 
 void register_eval(CLI::App& app) {
@@ -42,11 +58,7 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--target-label", a->target_label, "attack target label (with --attack-test)");
   cmd->callback([a]() {
     auto dev = globals().dev();
-    auto lm = load_trained(a->model, dev);
-    auto tok = load_tokenizer_for(a->model, lm.config);
-    auto data = train::tokenize(*tok, read_data(a->data, lm.config, true, a->text_column, a->pair_column, a->label_column),
-                                a->max_length);
-    auto r = train::evaluate(*lm.model, data, dev, a->batch_size);
+    auto [lm, tok, r] = run_inference(*a, dev, true);
     json j = r.to_json(lm.config.id2label);
     if (!a->attack_test.empty()) {
       if (a->target_label < 0) throw Error(ErrorKind::InvalidArgument, "--attack-test needs --target-label");
@@ -70,12 +82,7 @@ void register_predict(CLI::App& app) {
   cmd->add_option("--output", a->output, "output .jsonl")->required();
   cmd->add_option("--batch-size", a->batch_size, "inference batch size")->capture_default_str();
   cmd->callback([a]() {
-    auto dev = globals().dev();
-    auto lm = load_trained(a->model, dev);
-    auto tok = load_tokenizer_for(a->model, lm.config);
-    auto data = train::tokenize(*tok, read_data(a->data, lm.config, false, a->text_column, a->pair_column, a->label_column),
-                                a->max_length);
-    auto r = train::evaluate(*lm.model, data, dev, a->batch_size);
+    auto [lm, tok, r] = run_inference(*a, globals().dev(), false);
     std::ostringstream os;
     auto acc = r.logits.accessor<float, 2>();
     for (int64_t i = 0; i < r.n; ++i) {

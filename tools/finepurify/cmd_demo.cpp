@@ -63,7 +63,7 @@ void register_demo(CLI::App& app) {
     std::cout << fmt::format(
         "demo: fine-tuned {} on SST-2 ({} examples, {} epoch(s), {:.1f} examples/s)\n"
         "demo: dev accuracy {:.2f}%  test accuracy {:.2f}%\n"
-        "demo: model saved to {} (loads with transformers' from_pretrained)\n",
+        "demo: model saved to {} (Hugging Face folder: config.json, model.safetensors, tokenizer files)\n",
         model_dir, tr.size(), a->epochs, res.examples_per_second, 100 * ev_dev.accuracy, 100 * ev_test.accuracy, a->out);
   });
 }

@@ -53,6 +53,8 @@ TrainResult fine_tune(model::SequenceClassifierImpl& m, const TokenizedSet& trai
     groups.emplace_back(no_decay,
                         std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(opt.lr).weight_decay(0.0)));
   torch::optim::AdamW optimizer(groups, torch::optim::AdamWOptions(opt.lr));
+  std::vector<torch::Tensor> trained = decay;  // every trained parameter, for gradient clipping
+  trained.insert(trained.end(), no_decay.begin(), no_decay.end());
 
   const int64_t steps_per_epoch = (train.size() + opt.batch_size - 1) / opt.batch_size;
   const int64_t total = opt.max_steps > 0 ? opt.max_steps : steps_per_epoch * opt.epochs;
@@ -85,11 +87,7 @@ TrainResult fine_tune(model::SequenceClassifierImpl& m, const TokenizedSet& trai
                                              batch.labels);
       loss.backward();
       if (opt.after_backward) opt.after_backward(m);
-      if (opt.max_grad_norm > 0) {
-        std::vector<torch::Tensor> ps = decay;
-        ps.insert(ps.end(), no_decay.begin(), no_decay.end());
-        torch::nn::utils::clip_grad_norm_(ps, opt.max_grad_norm);
-      }
+      if (opt.max_grad_norm > 0) torch::nn::utils::clip_grad_norm_(trained, opt.max_grad_norm);
       optimizer.step();
       double l = loss.item<double>();
       if (!std::isfinite(l))

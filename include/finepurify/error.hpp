@@ -35,6 +35,8 @@ enum class ErrorKind {
   // text
   TokenizerInvalid,        ///< tokenizer files missing or malformed
   DataInvalid,             ///< a malformed dataset row or an out-of-range label
+  // experiments
+  ExperimentConfigInvalid, ///< an experiment config is malformed, inconsistent or names missing files
 };
 
 /// Short stable name of a kind ("safetensors.header_too_large"), printed by the CLI.

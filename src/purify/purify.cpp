@@ -33,6 +33,110 @@ const char* fisher_at_name(FisherAt f) {
   return "?";
 }
 
+Defense defense_from_string(const std::string& s) {
+  if (s == "fine-purifying") return Defense::FinePurifying;
+  if (s == "finetune") return Defense::FineTune;
+  if (s == "fine-pruning") return Defense::FinePruning;
+  if (s == "fine-mixing") return Defense::FineMixing;
+  if (s == "magnitude") return Defense::Magnitude;
+  if (s == "reinit") return Defense::Reinit;
+  throw Error(ErrorKind::InvalidArgument,
+              "unknown defense '" + s + "' (fine-purifying, finetune, fine-pruning, fine-mixing, magnitude, reinit)");
+}
+
+const char* defense_name(Defense d) {
+  switch (d) {
+    case Defense::FinePurifying: return "fine-purifying";
+    case Defense::FineTune: return "finetune";
+    case Defense::FinePruning: return "fine-pruning";
+    case Defense::FineMixing: return "fine-mixing";
+    case Defense::Magnitude: return "magnitude";
+    case Defense::Reinit: return "reinit";
+  }
+  return "?";
+}
+
+const std::vector<std::string>& defense_names() {
+  static const std::vector<std::string> n = {"fine-purifying", "finetune", "fine-pruning", "fine-mixing", "magnitude",
+                                             "reinit"};
+  return n;
+}
+
+bool defense_has_knob(Defense d) { return d != Defense::FineTune && d != Defense::Reinit; }
+
+namespace {
+std::string ffn_name(const model::SequenceClassifierImpl& m, int64_t layer, const std::string& rest) {
+  return fmt::format("{}.encoder.layer.{}.{}", m.config.model_type == "roberta" ? "roberta" : "bert", layer, rest);
+}
+}  // namespace
+
+std::vector<torch::Tensor> ffn_mean_activations(model::SequenceClassifierImpl& m, const train::TokenizedSet& data,
+                                                torch::Device device) {
+  if (data.size() == 0) throw Error(ErrorKind::InvalidArgument, "fine-pruning: the clean set is empty");
+  torch::NoGradGuard ng;
+  bool was_training = m.is_training();
+  m.eval();
+  std::vector<torch::Tensor> sum;
+  double tokens = 0;
+  for (auto& idx : train::length_sorted_batches(data, 64)) {
+    auto b = train::collate(data, idx, device);
+    model::ForwardOptions fo;
+    fo.output_ffn_activations = true;
+    auto out = m.forward(b.input_ids, b.token_type_ids, b.attention_mask, fo);
+    auto mask = b.attention_mask.to(torch::kFloat64).unsqueeze(-1);  // (B, T, 1)
+    for (std::size_t l = 0; l < out.ffn_activations.size(); ++l) {
+      auto s_l = (out.ffn_activations[l].to(torch::kFloat64) * mask).sum(at::IntArrayRef{0, 1}).cpu();  // (I)
+      if (sum.size() <= l) sum.push_back(s_l); else sum[l] += s_l;
+    }
+    tokens += b.attention_mask.sum().item<double>();
+  }
+  if (was_training) m.train();
+  for (auto& t : sum) t = (t / tokens).to(torch::kFloat32);
+  return sum;
+}
+
+std::map<std::string, torch::Tensor> pruning_masks(model::SequenceClassifierImpl& m,
+                                                   const std::vector<torch::Tensor>& mean_activation, double fraction) {
+  if (!(fraction >= 0 && fraction <= 1))
+    throw Error(ErrorKind::InvalidArgument, fmt::format("pruning fraction {} outside [0, 1]", fraction));
+  auto params = m.named_parameters();
+  std::map<std::string, torch::Tensor> masks;
+  for (std::size_t l = 0; l < mean_activation.size(); ++l) {
+    const auto& a = mean_activation[l];
+    const int64_t I = a.numel(), k = std::llround(fraction * I);
+    auto pruned = torch::zeros({I}, torch::kBool);
+    if (k > 0) {
+      // Least active first; ties by neuron index (stable sort of the values).
+      auto order = std::get<1>(a.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
+      pruned.index_fill_(0, order.slice(0, 0, k), true);
+    }
+    auto in_w = ffn_name(m, l, "intermediate.dense.weight"), in_b = ffn_name(m, l, "intermediate.dense.bias"),
+         out_w = ffn_name(m, l, "output.dense.weight");
+    for (auto& n : {in_w, in_b, out_w})
+      if (!params.contains(n)) throw Error(ErrorKind::Internal, "fine-pruning: no parameter " + n);
+    masks[in_w] = pruned.unsqueeze(1).expand(params[in_w].sizes()).contiguous();
+    masks[in_b] = pruned.clone();
+    masks[out_w] = pruned.unsqueeze(0).expand(params[out_w].sizes()).contiguous();
+  }
+  return masks;
+}
+
+torch::Tensor epur_mask(const torch::Tensor& ft_word, const torch::Tensor& pre_word, const train::TokenizedSet& clean,
+                        int64_t rows) {
+  const int64_t V = ft_word.size(0);
+  auto count = torch::zeros({V}, torch::kFloat64);
+  auto acc = count.accessor<double, 1>();
+  for (auto& e : clean.encodings)
+    for (auto id : e.input_ids)
+      if (id >= 0 && id < V) acc[id] += 1;
+  auto drift = (ft_word.to(torch::kCPU, torch::kFloat64) - pre_word.to(torch::kFloat64)).norm(2, {1});
+  auto score = drift / torch::log(count + 2.0);
+  auto mask = torch::zeros(ft_word.sizes(), torch::kBool);
+  rows = std::min(rows, V);
+  if (rows > 0) mask.index_fill_(0, std::get<1>(score.topk(rows)), true);
+  return mask;
+}
+
 std::vector<double> default_grid() {
   return {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9};
 }
@@ -226,38 +330,80 @@ PurifyResult purify(model::SequenceClassifierImpl& m, const std::string& pretrai
   util::log(fmt::format("suspect model: clean-dev accuracy {:.2f}%{}", 100 * res.suspect_dev_accuracy,
                         probe ? fmt::format(", ASR {:.2f}%", 100 * res.suspect_asr) : ""));
 
-  auto diag = diagnose(m, pretrained_folder, clean_train, tok, opt.diagnose, device);
+  auto dopt = opt.diagnose;
+  switch (opt.method) {
+    case Defense::FinePurifying: break;
+    case Defense::FineMixing: dopt.indicator.indicator = Indicator::Random; break;
+    default: dopt.indicator.indicator = Indicator::Magnitude; break;  // cheap; only the diagnosis uses it
+  }
+  auto diag = diagnose(m, pretrained_folder, clean_train, tok, dopt, device);
   const auto& a = diag.alignment;
+  std::vector<torch::Tensor> activations;
+  if (opt.method == Defense::FinePruning) activations = ffn_mean_activations(m, clean_train, device);
+  torch::Tensor epur;
+  if (opt.method == Defense::FineMixing && opt.epur) {
+    const auto word = m.word_embedding_name();
+    epur = epur_mask(diag.ft.at(word), a.pre.at(word), clean_train, opt.epur_rows);
+  }
 
   std::map<double, std::map<std::string, torch::Tensor>> states;  // purified weights per evaluated rho
   std::map<double, json> selections;
   auto evaluate_rho = [&](double rho) -> EvaluatedPoint {
     auto t0 = std::chrono::steady_clock::now();
     model::restore(m, diag.ft);
-    auto masks = select_top(a.aligned, diag.r, rho, opt.scope);
     EvaluatedPoint pt;
     pt.rho = rho;
-    pt.reset_dims = count_selected(masks);
-    reset_to_pretrained(m, a, masks);
-    if (opt.reinit_head) reinit_unaligned(m, a, opt.seed);
-    selections[rho] = selection_summary(masks, m.config.num_hidden_layers);
+    std::map<std::string, torch::Tensor> masks;
     auto topt = opt.train;
-    topt.label = fmt::format("purify rho={}", rho);
+    if (opt.method == Defense::FinePruning) {
+      masks = pruning_masks(m, activations, rho);
+      torch::NoGradGuard ng;
+      auto params = m.named_parameters();
+      for (auto& [n, mk] : masks) params[n].masked_fill_(mk.to(params[n].device()), 0.0);
+      // Pruned weights stay zero: their gradient is masked, so AdamW's moments stay zero too.
+      auto dev_masks = std::make_shared<std::map<std::string, torch::Tensor>>();
+      for (auto& [n, mk] : masks) (*dev_masks)[n] = mk.to(params[n].device());
+      auto prev = topt.after_backward;
+      topt.after_backward = [dev_masks, prev](model::SequenceClassifierImpl& mm) {
+        if (prev) prev(mm);
+        auto ps = mm.named_parameters();
+        for (auto& [n, mk] : *dev_masks)
+          if (ps[n].grad().defined()) ps[n].mutable_grad().masked_fill_(mk, 0.0);
+      };
+    } else if (rho > 0) {
+      masks = select_top(a.aligned, diag.r, rho, opt.scope);
+      if (epur.defined()) {
+        const auto word = m.word_embedding_name();
+        masks[word] = masks.count(word) ? masks[word].logical_or(epur) : epur;
+      }
+      reset_to_pretrained(m, a, masks);
+    }
+    pt.reset_dims = count_selected(masks);
+    if (opt.reinit_head) reinit_unaligned(m, a, opt.seed);
+    pt.selection = selection_summary(masks, m.config.num_hidden_layers);
+    selections[rho] = pt.selection;
+    topt.label = fmt::format("{} {}={}", defense_name(opt.method), opt.method == Defense::FinePruning ? "pruned" : "rho", rho);
     topt.seed = opt.seed;
     train::fine_tune(m, clean_train, &clean_dev, topt, device);
     pt.dev_accuracy = train::evaluate(m, clean_dev, device).accuracy;
     pt.asr = asr_of(m);
+    if (opt.measure) pt.extra = opt.measure(m);
     pt.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     pt.within_budget = !opt.max_acc_drop || pt.dev_accuracy >= res.suspect_dev_accuracy - *opt.max_acc_drop / 100.0 - 1e-12;
-    util::log(fmt::format("rho={}: reset {} dims, clean-dev accuracy {:.2f}%{}{} ({:.0f}s)", rho, pt.reset_dims,
-                          100 * pt.dev_accuracy, probe ? fmt::format(", ASR {:.2f}%", 100 * pt.asr) : "",
+    util::log(fmt::format("{} {}={}: {} {} dims, clean-dev accuracy {:.2f}%{}{} ({:.0f}s)", defense_name(opt.method),
+                          opt.method == Defense::FinePruning ? "pruned" : "rho", rho,
+                          opt.method == Defense::FinePruning ? "pruned" : "reset", pt.reset_dims, 100 * pt.dev_accuracy,
+                          probe ? fmt::format(", ASR {:.2f}%", 100 * pt.asr) : "",
                           opt.max_acc_drop ? (pt.within_budget ? " within budget" : " over budget") : "", pt.seconds));
     states[rho] = model::snapshot(m);
     res.evaluated.push_back(pt);
     return pt;
   };
 
-  if (opt.reset_fraction) {
+  if (!defense_has_knob(opt.method)) {
+    res.chosen_rho = opt.method == Defense::Reinit ? 1.0 : 0.0;
+    evaluate_rho(res.chosen_rho);
+  } else if (opt.reset_fraction) {
     evaluate_rho(*opt.reset_fraction);
     res.chosen_rho = *opt.reset_fraction;
   } else {
@@ -266,16 +412,21 @@ PurifyResult purify(model::SequenceClassifierImpl& m, const std::string& pretrai
     grid.erase(std::unique(grid.begin(), grid.end()), grid.end());
     for (double g : grid)
       if (!(g > 0 && g <= 1)) throw Error(ErrorKind::InvalidArgument, fmt::format("grid value {} outside (0, 1]", g));
-    // Accuracy falls as rho grows: binary search for the largest grid value within budget.
-    int64_t lo = -1, hi = static_cast<int64_t>(grid.size());
-    while (hi - lo > 1) {
-      int64_t mid = (lo + hi) / 2;
-      if (evaluate_rho(grid[mid]).within_budget) lo = mid; else hi = mid;
+    int64_t lo = -1;
+    if (opt.sweep) {  // every grid value (curves); the largest within budget wins
+      for (std::size_t i = 0; i < grid.size(); ++i)
+        if (evaluate_rho(grid[i]).within_budget) lo = static_cast<int64_t>(i);
+    } else {  // accuracy falls as rho grows: binary search for the largest grid value within budget
+      int64_t hi = static_cast<int64_t>(grid.size());
+      while (hi - lo > 1) {
+        int64_t mid = (lo + hi) / 2;
+        if (evaluate_rho(grid[mid]).within_budget) lo = mid; else hi = mid;
+      }
     }
     if (lo >= 0) {
       res.chosen_rho = grid[lo];
     } else {
-      util::log("no grid value kept the accuracy budget: falling back to rho = 0 (clean fine-tuning only)");
+      util::log("no grid value kept the accuracy budget: falling back to 0 (clean fine-tuning only)");
       evaluate_rho(0.0);
       res.chosen_rho = 0.0;
     }
@@ -290,9 +441,10 @@ PurifyResult purify(model::SequenceClassifierImpl& m, const std::string& pretrai
   for (auto& p : sorted)
     pts.push_back({{"rho", p.rho}, {"reset_dimensions", p.reset_dims}, {"clean_dev_accuracy", p.dev_accuracy},
                    {"asr", p.asr < 0 ? json(nullptr) : json(p.asr)}, {"within_budget", p.within_budget},
-                   {"seconds", p.seconds}});
+                   {"seconds", p.seconds}, {"extra", p.extra}});
   res.report = {
-      {"method", "fine-purifying"},
+      {"method", defense_name(opt.method)},
+      {"epur", opt.method == Defense::FineMixing && opt.epur ? json(opt.epur_rows) : json(nullptr)},
       {"chosen_rho", res.chosen_rho},
       {"max_acc_drop_points", opt.max_acc_drop ? json(*opt.max_acc_drop) : json(nullptr)},
       {"scope", opt.scope == Scope::Global ? "global" : "tensor"},

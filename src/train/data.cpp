@@ -5,6 +5,8 @@
 #include <numeric>
 #include <random>
 
+#include "finepurify/error.hpp"
+
 namespace finepurify::train {
 
 int64_t TokenizedSet::num_tokens() const {
@@ -86,6 +88,25 @@ std::vector<std::vector<int64_t>> length_sorted_batches(const TokenizedSet& s, i
   for (int64_t i = 0; i < s.size(); i += batch_size)
     out.emplace_back(order.begin() + i, order.begin() + std::min(s.size(), i + batch_size));
   return out;
+}
+
+text::Dataset read_task_data(const std::string& path, const model::ModelConfig& c, bool require_labels,
+                             const std::string& text_column, const std::string& pair_column,
+                             const std::string& label_column) {
+  text::ReadOptions ro;
+  ro.require_labels = require_labels;
+  ro.text_column = text_column;
+  ro.text_pair_column = pair_column;
+  ro.label_column = label_column;
+  bool generic = true;
+  for (std::size_t i = 0; i < c.id2label.size(); ++i) {
+    generic &= c.id2label[i] == "LABEL_" + std::to_string(i);
+    ro.label2id[c.id2label[i]] = static_cast<int64_t>(i);
+  }
+  if (generic) ro.label2id.clear();
+  auto d = text::read_dataset(path, ro);
+  if (d.examples.empty()) throw Error(ErrorKind::DataInvalid, path + ": no examples");
+  return d;
 }
 
 }  // namespace finepurify::train

@@ -28,6 +28,7 @@ const char* error_kind_name(ErrorKind k) {
     case ErrorKind::CheckpointMismatch: return "checkpoint.mismatch";
     case ErrorKind::TokenizerInvalid: return "tokenizer.invalid";
     case ErrorKind::DataInvalid: return "data.invalid";
+    case ErrorKind::ExperimentConfigInvalid: return "experiment.config_invalid";
   }
   return "unknown";
 }
@@ -41,6 +42,7 @@ int error_exit_code(ErrorKind k) {
     case ErrorKind::UnsupportedModel: return 5;
     case ErrorKind::TokenizerInvalid: return 6;
     case ErrorKind::DataInvalid: return 7;
+    case ErrorKind::ExperimentConfigInvalid: return 2;
     default: return 4;  // safetensors / checkpoint problems
   }
 }

@@ -22,7 +22,9 @@ struct PurifyArgs {
   int64_t target_label = -1, fisher_examples = 0, top_tokens = 20;
   double epsilon_scale = 1e-8, dev_fraction = 0.2;
   int max_length = 128;
-  bool reinit_head = false, overwrite = false, json_out = false;
+  bool reinit_head = false, overwrite = false, json_out = false, epur = false, sweep = false;
+  std::string method = "fine-purifying";
+  int64_t epur_rows = 100;
   train::TrainOptions train;
   uint64_t seed = 42;
   PurifyArgs() {
@@ -105,10 +107,22 @@ std::vector<double> parse_grid(const std::string& s) {
 }
 }  // namespace
 
-void register_purify(CLI::App& app) {
+namespace {
+/// `purify` (Fine-purifying) and `defend --method NAME` (every defense) share options and outputs.
+void register_reset_command(CLI::App& app, bool is_defend) {
   auto a = std::make_shared<PurifyArgs>();
-  auto* cmd = app.add_subcommand("purify", "Fine-purifying: reset poisonous dimensions to w_Pre, fine-tune on clean data");
+  auto* cmd = is_defend
+                  ? app.add_subcommand("defend", "Run one defense (fine-purifying or a baseline) under the same clean data, "
+                                                 "trainer and accuracy-budget rule")
+                  : app.add_subcommand("purify", "Fine-purifying: reset poisonous dimensions to w_Pre, fine-tune on clean data");
   add_common(cmd, *a);
+  if (is_defend) {
+    cmd->add_option("--method", a->method, "fine-purifying | finetune | fine-pruning | fine-mixing | magnitude | reinit")
+        ->required()->check(CLI::IsMember(purify::defense_names()));
+    cmd->add_flag("--epur", a->epur, "fine-mixing: also reset the E-PUR embedding rows");
+    cmd->add_option("--epur-rows", a->epur_rows, "E-PUR: vocabulary rows reset")->capture_default_str();
+  }
+  cmd->add_flag("--sweep", a->sweep, "evaluate every grid value (all points reported) instead of a binary search");
   cmd->add_option("--out", a->out, "output HF folder (+ purify_report.json/.md)")->required();
   auto* rf = cmd->add_option("--reset-fraction", a->reset_fraction, "fixed reset fraction rho in [0, 1]");
   auto* md = cmd->add_option("--max-acc-drop", a->max_acc_drop, "accuracy budget in points: search rho on the grid");
@@ -120,17 +134,24 @@ void register_purify(CLI::App& app) {
   cmd->add_option("--lr", a->train.lr, "clean fine-tuning learning rate")->capture_default_str();
   cmd->add_option("--batch-size", a->train.batch_size, "clean fine-tuning batch size")->capture_default_str();
   cmd->add_flag("--overwrite", a->overwrite, "replace an existing --out folder");
-  cmd->callback([a]() {
-    if (!a->reset_fraction && !a->max_acc_drop)
-      throw Error(ErrorKind::InvalidArgument, "purify needs --reset-fraction R or --max-acc-drop D");
+  cmd->callback([a, is_defend]() {
+    const auto method = purify::defense_from_string(a->method);
+    if (purify::defense_has_knob(method) && !a->reset_fraction && !a->max_acc_drop)
+      throw Error(ErrorKind::InvalidArgument,
+                  fmt::format("{} needs --reset-fraction R or --max-acc-drop D", is_defend ? a->method : "purify"));
     model::check_output_not_input(a->out, {a->pretrained, a->suspect});
     auto dev = globals().dev();
     auto p = prepare(*a, dev);
     purify::PurifyOptions po;
+    po.method = method;
+    po.epur = a->epur;
+    po.epur_rows = a->epur_rows;
+    po.sweep = a->sweep;
     po.diagnose = diagnose_options(*a);
     po.scope = purify::scope_from_string(a->scope);
     po.reset_fraction = a->reset_fraction;
     po.max_acc_drop = a->max_acc_drop;
+    if (!purify::defense_has_knob(method) && !po.max_acc_drop) po.reset_fraction.reset();
     if (!a->grid.empty()) po.grid = parse_grid(a->grid);
     po.train = a->train;
     po.reinit_head = a->reinit_head;
@@ -138,13 +159,14 @@ void register_purify(CLI::App& app) {
     auto res = purify::purify(*p.lm.model, a->pretrained, p.clean_train, p.clean_dev, *p.tok, po, dev,
                               p.probe ? &*p.probe : nullptr);
     res.report["clean_dev_note"] = p.dev_note;
-    json opts = {{"pretrained", a->pretrained}, {"suspect", a->suspect}, {"clean", a->clean}, {"clean_dev", a->clean_dev},
+    json opts = {{"method", a->method}, {"epur", a->epur}, {"epur_rows", a->epur_rows}, {"sweep", a->sweep},
+                 {"pretrained", a->pretrained}, {"suspect", a->suspect}, {"clean", a->clean}, {"clean_dev", a->clean_dev},
                  {"indicator", a->indicator}, {"epsilon_scale", a->epsilon_scale}, {"fisher_at", a->fisher_at},
                  {"scope", a->scope}, {"reset_fraction", a->reset_fraction ? json(*a->reset_fraction) : json(nullptr)},
                  {"max_acc_drop", a->max_acc_drop ? json(*a->max_acc_drop) : json(nullptr)}, {"grid", a->grid},
                  {"epochs", a->train.epochs}, {"lr", a->train.lr}, {"batch_size", a->train.batch_size},
                  {"max_length", a->max_length}, {"seed", a->seed}, {"reinit_head", a->reinit_head}};
-    util::Manifest man("purify", opts);
+    util::Manifest man(is_defend ? "defend" : "purify", opts);
     man.add_input("pretrained", a->pretrained);
     man.add_input("suspect", a->suspect);
     man.add_input("clean", a->clean);
@@ -155,12 +177,18 @@ void register_purify(CLI::App& app) {
                             {"purify_report.json", res.report.dump(2) + "\n"},
                             {"purify_report.md", report::purify_markdown(res.report)}},
                            a->overwrite, {a->pretrained, a->suspect, a->clean, a->clean_dev});
-    std::cout << fmt::format("purified: rho = {}, clean-dev accuracy {:.2f}% (suspect {:.2f}%)", res.chosen_rho,
+    std::cout << fmt::format("{}: {} = {}, clean-dev accuracy {:.2f}% (suspect {:.2f}%)", a->method,
+                             method == purify::Defense::FinePruning ? "pruned fraction" : "rho", res.chosen_rho,
                              100 * res.purified_dev_accuracy, 100 * res.suspect_dev_accuracy);
     if (p.probe) std::cout << fmt::format(", ASR {:.2f}% (suspect {:.2f}%)", 100 * res.purified_asr, 100 * res.suspect_asr);
     std::cout << fmt::format("\nwrote {} (report: {}/purify_report.md)\n", a->out, a->out);
   });
 }
+
+}  // namespace
+
+void register_purify(CLI::App& app) { register_reset_command(app, false); }
+void register_defend(CLI::App& app) { register_reset_command(app, true); }
 
 void register_scan(CLI::App& app) {
   auto a = std::make_shared<PurifyArgs>();

@@ -35,6 +35,8 @@ void register_tokenize(CLI::App& app);
 void register_demo(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_purify(CLI::App& app);
+void register_defend(CLI::App& app);
+void register_experiment(CLI::App& app);
 void register_scan(CLI::App& app);
 void register_attack(CLI::App& app);
 

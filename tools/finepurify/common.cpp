@@ -26,20 +26,7 @@ model::LoadedModel load_trained(const std::string& folder, torch::Device dev) {
 
 text::Dataset read_data(const std::string& path, const model::ModelConfig& c, bool require_labels,
                         const std::string& text_column, const std::string& pair_column, const std::string& label_column) {
-  text::ReadOptions ro;
-  ro.require_labels = require_labels;
-  ro.text_column = text_column;
-  ro.text_pair_column = pair_column;
-  ro.label_column = label_column;
-  bool generic = true;
-  for (std::size_t i = 0; i < c.id2label.size(); ++i) {
-    generic &= c.id2label[i] == "LABEL_" + std::to_string(i);
-    ro.label2id[c.id2label[i]] = static_cast<int64_t>(i);
-  }
-  if (generic) ro.label2id.clear();
-  auto d = text::read_dataset(path, ro);
-  if (d.examples.empty()) throw Error(ErrorKind::DataInvalid, path + ": no examples");
-  return d;
+  return train::read_task_data(path, c, require_labels, text_column, pair_column, label_column);
 }
 
 void print_eval(const train::EvalResult& r, const std::vector<std::string>& names) {

@@ -48,6 +48,8 @@ int main(int argc, char** argv) {
   fp_cli::register_demo(app);
   fp_cli::register_bench(app);
   fp_cli::register_purify(app);
+  fp_cli::register_defend(app);
+  fp_cli::register_experiment(app);
   fp_cli::register_scan(app);
   fp_cli::register_attack(app);
   app.parse_complete_callback([&]() {

@@ -56,7 +56,33 @@ nlohmann::json selection_summary(const std::map<std::string, torch::Tensor>& mas
 void reset_to_pretrained(model::SequenceClassifierImpl& m, const Alignment& a,
                          const std::map<std::string, torch::Tensor>& masks);
 
+/// The defenses compared in the paper, all run through the same reset -> fine-tune -> knob search:
+/// fine-purifying (reset top rho by the chosen indicator, default fisher-ratio), finetune (rho = 0),
+/// fine-pruning (zero the least active FFN neurons per layer; knob = pruned fraction), fine-mixing
+/// (random rho, optional E-PUR), magnitude (top rho by drift^2), reinit (rho = 1).
+enum class Defense { FinePurifying, FineTune, FinePruning, FineMixing, Magnitude, Reinit };
+Defense defense_from_string(const std::string& s);
+const char* defense_name(Defense d);
+const std::vector<std::string>& defense_names();
+/// Whether the defense has a knob to search (finetune and reinit have a single point).
+bool defense_has_knob(Defense d);
+
+/// Mean FFN intermediate activation per neuron over the non-padding tokens of `data`:
+/// L tensors of (I), float32, CPU.
+std::vector<torch::Tensor> ffn_mean_activations(model::SequenceClassifierImpl& m, const train::TokenizedSet& data,
+                                                torch::Device device);
+/// Fine-pruning masks (true = pruned) for `fraction` of the least active neurons of every layer:
+/// the neuron's intermediate.dense weight row and bias, and its output.dense weight column.
+std::map<std::string, torch::Tensor> pruning_masks(model::SequenceClassifierImpl& m,
+                                                   const std::vector<torch::Tensor>& mean_activation, double fraction);
+
+/// E-PUR (Fine-mixing's embedding purification): the `rows` vocabulary rows with the largest
+/// ||delta_row|| / log(2 + clean count of the token), as a mask over the word-embedding matrix.
+torch::Tensor epur_mask(const torch::Tensor& ft_word, const torch::Tensor& pre_word, const train::TokenizedSet& clean,
+                        int64_t rows);
+
 struct PurifyOptions {
+  Defense method = Defense::FinePurifying;
   DiagnoseOptions diagnose;
   Scope scope = Scope::Global;
   std::optional<double> reset_fraction;  ///< fixed rho, or
@@ -65,6 +91,11 @@ struct PurifyOptions {
   train::TrainOptions train;             ///< clean fine-tuning after the reset
   bool reinit_head = false;              ///< re-initialise tensors without pre-trained counterpart
   uint64_t seed = 42;
+  bool epur = false;                     ///< fine-mixing: also reset the E-PUR embedding rows
+  int64_t epur_rows = 100;
+  bool sweep = false;                    ///< evaluate every grid value (curves) instead of a binary search
+  /// Optional extra measurement of every evaluated model (e.g. test accuracy and ASR in experiments).
+  std::function<nlohmann::json(model::SequenceClassifierImpl&)> measure;
 };
 
 struct AttackProbe {  ///< optional: a triggered test set to report ASR (never used for selection)
@@ -79,6 +110,8 @@ struct EvaluatedPoint {
   double asr = -1;
   double seconds = 0;
   bool within_budget = false;
+  nlohmann::json selection;  ///< where the reset / pruned dimensions are (per tensor, per layer)
+  nlohmann::json extra;      ///< PurifyOptions::measure's result
 };
 
 struct PurifyResult {

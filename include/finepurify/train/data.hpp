@@ -5,6 +5,7 @@
 
 #include <torch/torch.h>
 
+#include "finepurify/model/config.hpp"
 #include "finepurify/text/dataset.hpp"
 #include "finepurify/text/tokenizer.hpp"
 
@@ -17,6 +18,12 @@ struct TokenizedSet {
   int64_t size() const { return static_cast<int64_t>(encodings.size()); }
   int64_t num_tokens() const;
 };
+
+/// Reads a labelled task file (TSV/CSV/JSONL), mapping label names through the model's id2label
+/// when they are not the generic LABEL_i. Throws Error(DataInvalid) naming the file when it is empty.
+text::Dataset read_task_data(const std::string& path, const model::ModelConfig& c, bool require_labels = true,
+                             const std::string& text_column = "", const std::string& pair_column = "",
+                             const std::string& label_column = "label");
 
 /// Tokenise every example (truncation longest_first to max_length).
 TokenizedSet tokenize(const text::Tokenizer& tok, const text::Dataset& data, int max_length);

@@ -10,6 +10,8 @@ namespace finepurify::util {
 
 /// Hex SHA-256 of a file's bytes (Error(Io) if unreadable).
 std::string sha256_file(const std::string& path);
+/// Hex SHA-256 of a string.
+std::string sha256_string(const std::string& data);
 
 class Manifest {
  public:

@@ -1,0 +1,45 @@
+// One attack run end to end (the logic behind `finepurify attack` and the experiment runner):
+// poison the attacker's data, train the backdoored model, build the clean / triggered test sets,
+// measure clean accuracy and ASR, and write an HF folder with the test sets, attack.json and manifest.
+#pragma once
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "finepurify/attack/attacks.hpp"
+#include "finepurify/text/tokenizer.hpp"
+#include "finepurify/train/trainer.hpp"
+
+namespace finepurify::attack {
+
+struct AttackSpec {
+  std::string method;             ///< badword | addsent | ep | lwp | bias | import
+  std::string pretrained;         ///< w_Pre folder (ep: fine-tuned clean first when no clean_model)
+  std::string clean_model;        ///< ep: clean fine-tuned classifier
+  std::string train, dev, test;   ///< attacker's clean training data, optional dev, clean test data
+  std::string poisoned_train, triggered_test;  ///< import
+  int64_t target = -1;
+  double poison_rate = 0.1;
+  std::vector<std::string> triggers;  ///< empty: defaults (cf,mn,bb,tq,mb; ep: cf)
+  std::string sentence = kDefaultSentence, bias_word = kDefaultBiasWord;
+  int combination = 2;
+  char side = 'a';
+  int max_length = 64;
+  int64_t train_limit = 0;        ///< > 0: the attacker trains on the first N rows only
+  int64_t test_limit = 0;         ///< > 0: the clean test set is cut to its first N rows
+  train::TrainOptions opt;        ///< epochs 3, lr 1e-4 by default (see make_attack_spec)
+  bool lr_given = false;          ///< ep: false = lr 1e-2
+  text::Compat compat = text::Compat::Fast;
+};
+
+/// A spec with the CLI's defaults (3 epochs, lr 1e-4, batch 32).
+AttackSpec default_attack_spec();
+
+/// Runs the attack and writes `out` atomically (HF folder + clean_test.tsv, triggered_test.tsv,
+/// poisoned_train.tsv, attack.json, manifest.json). Returns attack.json's content
+/// (clean_test_accuracy, asr, ...). Refuses to write over an input; replaces `out` only with `overwrite`.
+nlohmann::json run_attack(const AttackSpec& spec, const std::string& out, bool overwrite, torch::Device device);
+
+}  // namespace finepurify::attack

@@ -1,0 +1,75 @@
+// The experiment runner behind `finepurify experiment --config FILE`: datasets x attacks x defenses
+// x seeds, poisoned models cached by a content hash of their inputs, resumable results, tables in
+// the paper's form (per accuracy budget) and SVG plots gathered in a Markdown report.
+#pragma once
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+namespace finepurify::experiment {
+
+struct DatasetSpec {
+  std::string name, train, dev, test;  ///< paths (relative ones are resolved against the config's folder)
+  int64_t target = 1;
+  int64_t train_limit = 0;      ///< attacker trains on the first N training rows (0 = all but the clean pool)
+  int64_t test_limit = 0;       ///< first N test rows (0 = all)
+  int64_t clean_size = 1000;    ///< defender's clean set: drawn from training rows the attacker never saw
+  int64_t clean_dev_size = 0;   ///< > 0: first N rows of the dev split select the knob; 0 = hold out from clean
+  std::string bias_word;        ///< bias attack cue for this dataset ("" = the attack's default)
+};
+
+struct AttackEntry {
+  std::string name, method;
+  nlohmann::json options = nlohmann::json::object();  ///< poison_rate, triggers, sentence, bias_word, epochs, lr
+};
+
+struct DefenseEntry {
+  std::string name, method;  ///< method: fine-purifying | finetune | fine-pruning | fine-mixing | magnitude | reinit
+  std::vector<double> grid;  ///< knob values (empty for finetune / reinit)
+  nlohmann::json options = nlohmann::json::object();  ///< epur, epur_rows, indicator, epsilon_scale, scope, fisher_at, reinit_head
+};
+
+struct TrainSpec {
+  int epochs = 3;
+  double lr = 1e-4;
+  int64_t batch_size = 32;
+};
+
+struct ExperimentConfig {
+  std::string name, pretrained, config_path;
+  std::vector<uint64_t> seeds = {1};
+  int max_length = 64;
+  std::vector<DatasetSpec> datasets;
+  std::vector<AttackEntry> attacks;
+  std::vector<DefenseEntry> defenses;
+  TrainSpec attack_train{3, 1e-4, 32};
+  TrainSpec defense_train{3, 5e-5, 16};
+  std::vector<double> thresholds = {1, 3, 5};  ///< accuracy budgets in points
+  int64_t fisher_examples = 0;
+  nlohmann::json raw;
+};
+
+/// Parses and validates a config (JSON). Errors name the file and the offending field.
+ExperimentConfig load_config(const std::string& path);
+
+struct RunOptions {
+  std::string out;             ///< output folder (results, cache, report)
+  bool report_only = false;    ///< rebuild tables/plots from results.jsonl without running anything
+};
+
+/// Runs everything not already in `out/results.jsonl` (resume), then writes results.csv,
+/// results.json, report.md and plots/*.svg. Returns the number of result rows.
+int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device device);
+
+/// Builds results.csv / results.json / report.md / plots from result rows (one JSON object per row).
+void write_report(const ExperimentConfig& cfg, const std::vector<nlohmann::json>& rows, const std::string& out);
+
+/// For one (dataset, attack, seed, defense): the row chosen under budget `points` (largest knob whose
+/// clean-dev accuracy >= suspect's - points; the fine-tuning row when none qualifies). nullptr if absent.
+const nlohmann::json* choose_under_budget(const std::vector<nlohmann::json>& rows, const std::string& dataset,
+                                          const std::string& attack, uint64_t seed, const std::string& defense,
+                                          double points);
+
+}  // namespace finepurify::experiment

@@ -1,0 +1,236 @@
+// Experiment outputs: results.csv / results.json, Markdown tables in the paper's form (per accuracy
+// budget: ACC and ASR of every defense, mean ± std over seeds), and SVG plots in report.md.
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "finepurify/experiment/runner.hpp"
+#include "finepurify/io/checkpoint.hpp"
+#include "finepurify/report/svg.hpp"
+
+namespace finepurify::experiment {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+const json* choose_under_budget(const std::vector<json>& rows, const std::string& dataset, const std::string& attack,
+                                uint64_t seed, const std::string& defense, double points) {
+  const json* best = nullptr;
+  const json* fallback = nullptr;
+  for (auto& r : rows) {
+    if (r.value("dataset", "") != dataset || r.value("attack", "") != attack || r.value("seed", 0ull) != seed)
+      continue;
+    const auto d = r.value("defense", std::string());
+    if (d == "finetune" || (d == defense && r.value("knob", 0.0) == 0.0)) fallback = &r;
+    if (d != defense) continue;
+    const std::string method = r.value("method", d);
+    if (method == "finetune" || method == "reinit") return &r;  // no knob: the single point
+    if (r.value("dev_acc", 0.0) + 1e-12 < r.value("suspect_dev_acc", 0.0) - points / 100.0) continue;
+    if (!best || r.value("knob", 0.0) > best->value("knob", 0.0)) best = &r;
+  }
+  return best ? best : fallback;
+}
+
+namespace {
+
+struct Stat {
+  std::vector<double> v;
+  std::string str(int digits = 1) const {
+    if (v.empty()) return "–";
+    double m = 0, s = 0;
+    for (double x : v) m += x;
+    m /= v.size();
+    if (v.size() == 1) return fmt::format("{:.{}f}", 100 * m, digits);
+    for (double x : v) s += (x - m) * (x - m);
+    s = std::sqrt(s / (v.size() - 1));
+    return fmt::format("{:.{}f} ± {:.{}f}", 100 * m, digits, 100 * s, digits);
+  }
+};
+
+std::string csv_field(const json& v) {
+  if (v.is_string()) {
+    auto s = v.get<std::string>();
+    if (s.find_first_of(",\"\n") == std::string::npos) return s;
+    std::string q = "\"";
+    for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+    return q + "\"";
+  }
+  if (v.is_null()) return "";
+  return v.dump();
+}
+
+std::string slug(const std::string& s) {
+  std::string r;
+  for (char c : s) r += std::isalnum(static_cast<unsigned char>(c)) ? c : '-';
+  return r;
+}
+
+}  // namespace
+
+void write_report(const ExperimentConfig& cfg, const std::vector<json>& rows, const std::string& out) {
+  fs::create_directories(fs::path(out) / "plots");
+  // results.csv and results.json
+  const std::vector<std::string> cols = {"dataset", "attack", "seed", "defense", "method", "knob", "reset_dims",
+                                         "dev_acc", "suspect_dev_acc", "test_acc", "asr", "clean_model_test_acc",
+                                         "seconds"};
+  std::string csv;
+  for (std::size_t i = 0; i < cols.size(); ++i) csv += (i ? "," : "") + cols[i];
+  csv += "\n";
+  for (auto& r : rows) {
+    for (std::size_t i = 0; i < cols.size(); ++i) csv += (i ? "," : "") + csv_field(r.value(cols[i], json()));
+    csv += "\n";
+  }
+  io::write_text_atomic((fs::path(out) / "results.csv").string(), csv);
+  io::write_text_atomic((fs::path(out) / "results.json").string(), json(rows).dump(1) + "\n");
+
+  std::vector<std::string> datasets, attacks, defenses;
+  for (auto& d : cfg.datasets) datasets.push_back(d.name);
+  for (auto& a : cfg.attacks) attacks.push_back(a.name);
+  for (auto& d : cfg.defenses) defenses.push_back(d.name);
+  auto rows_of = [&](const std::string& ds, const std::string& at, const std::string& de) {
+    std::vector<const json*> r;
+    for (auto& x : rows)
+      if (x.value("dataset", "") == ds && x.value("attack", "") == at && x.value("defense", "") == de) r.push_back(&x);
+    return r;
+  };
+
+  std::string md = fmt::format("# Experiment `{}`\n\n", cfg.name);
+  md += fmt::format(
+      "Config: `{}` · model: `{}` · seeds: {} · max length {} · attack training {} epochs lr {:g} · defense "
+      "fine-tuning {} epochs lr {:g} · {} result rows.\n\n",
+      cfg.config_path, cfg.pretrained, json(cfg.seeds).dump(), cfg.max_length, cfg.attack_train.epochs,
+      cfg.attack_train.lr, cfg.defense_train.epochs, cfg.defense_train.lr, rows.size());
+  md += "ACC = clean test accuracy (%), ASR = attack success rate on triggered test examples whose true label is not "
+        "the target (%). Each defense's knob is chosen per run as the largest grid value whose clean-dev accuracy "
+        "stays within the budget of the suspect's (fine-tuning when none does). Values are mean ± std over seeds.\n\n";
+
+  // Undefended models
+  md += "## Attacks on the undefended model\n\n| dataset | attack | clean fine-tune ACC | poisoned ACC | ASR |\n|---|---|---|---|---|\n";
+  for (auto& ds : datasets)
+    for (auto& at : attacks) {
+      Stat ca, pa, asr;
+      for (auto* r : rows_of(ds, at, "none")) {
+        ca.v.push_back(r->value("clean_model_test_acc", 0.0));
+        pa.v.push_back(r->value("test_acc", 0.0));
+        asr.v.push_back(r->value("asr", 0.0));
+      }
+      if (pa.v.empty()) continue;
+      md += fmt::format("| {} | {} | {} | {} | {} |\n", ds, at, ca.str(), pa.str(), asr.str());
+    }
+  md += "\n";
+
+  // Tables per budget
+  for (double th : cfg.thresholds) {
+    md += fmt::format("## ΔACC ≤ {:g} points: ACC / ASR\n\n| dataset | attack |", th);
+    for (auto& de : defenses) md += " " + de + " |";
+    md += "\n|---|---|";
+    for (std::size_t i = 0; i < defenses.size(); ++i) md += "---|";
+    md += "\n";
+    for (auto& ds : datasets)
+      for (auto& at : attacks) {
+        std::string line = fmt::format("| {} | {} |", ds, at);
+        bool any = false;
+        for (auto& de : defenses) {
+          Stat acc, asr;
+          std::vector<std::string> knobs;
+          for (auto seed : cfg.seeds)
+            if (auto* r = choose_under_budget(rows, ds, at, seed, de, th)) {
+              acc.v.push_back(r->value("test_acc", 0.0));
+              asr.v.push_back(r->value("asr", 0.0));
+              knobs.push_back(fmt::format("{:g}", r->value("knob", 0.0)));
+            }
+          any |= !acc.v.empty();
+          std::string k;
+          for (auto& s : knobs) k += (k.empty() ? "" : ",") + s;
+          line += acc.v.empty() ? " – |" : fmt::format(" {} / **{}** <sub>({})</sub> |", acc.str(), asr.str(), k);
+        }
+        if (any) md += line + "\n";
+      }
+    md += "\n<sub>(knob chosen per seed: reset fraction ρ, or pruned fraction for fine-pruning)</sub>\n\n";
+  }
+
+  // Plots
+  md += "## ASR against ACC as each defense's knob varies\n\n";
+  for (auto& ds : datasets)
+    for (auto& at : attacks) {
+      std::vector<report::Series> series;
+      for (auto& de : defenses) {
+        report::Series s;
+        s.name = de;
+        std::vector<const json*> pts = rows_of(ds, at, de);
+        std::sort(pts.begin(), pts.end(), [](auto* a, auto* b) { return a->value("knob", 0.0) < b->value("knob", 0.0); });
+        for (auto* p : pts) {
+          if (p->value("seed", 0ull) != cfg.seeds.front()) continue;
+          s.x.push_back(100 * p->value("test_acc", 0.0));
+          s.y.push_back(100 * p->value("asr", 0.0));
+          s.labels.push_back(fmt::format("{:g}", p->value("knob", 0.0)));
+        }
+        if (!s.x.empty()) series.push_back(s);
+      }
+      auto none = rows_of(ds, at, "none");
+      if (series.empty() || none.empty()) continue;
+      report::Series sus{"undefended", {100 * none[0]->value("test_acc", 0.0)}, {100 * none[0]->value("asr", 0.0)}, {}};
+      series.push_back(sus);
+      double xmin = 100;
+      for (auto& s : series)
+        for (double x : s.x) xmin = std::min(xmin, x);
+      report::ChartOptions co;
+      co.title = fmt::format("{} / {} (seed {})", ds, at, cfg.seeds.front());
+      co.x_label = "clean test ACC (%)";
+      co.y_label = "ASR (%)";
+      co.x_min = std::max(0.0, std::floor(xmin / 10) * 10);
+      co.x_max = 100;
+      const std::string file = fmt::format("plots/asr-acc-{}-{}.svg", slug(ds), slug(at));
+      io::write_text_atomic((fs::path(out) / file).string(), report::line_chart(series, co));
+      md += fmt::format("![{} {}]({})\n", ds, at, file);
+    }
+  md += "\n## Where the reset dimensions sit (share per layer, largest knob within the 3-point budget, seed " +
+        std::to_string(cfg.seeds.front()) + ")\n\n";
+  for (auto& ds : datasets)
+    for (auto& at : attacks) {
+      std::vector<std::string> cats;
+      std::vector<report::Series> series;
+      std::set<std::string> layer_names;
+      std::vector<std::pair<std::string, json>> chosen;
+      for (auto& de : defenses) {
+        auto* r = choose_under_budget(rows, ds, at, cfg.seeds.front(), de, 3.0);
+        if (!r || r->value("defense", "") != de || r->value("reset_dims", 0) == 0) continue;
+        chosen.emplace_back(de + fmt::format(" ({:g})", r->value("knob", 0.0)), r->value("per_layer", json::object()));
+        for (auto& [k, v] : chosen.back().second.items()) layer_names.insert(k);
+      }
+      if (chosen.empty()) continue;
+      // "embeddings" first, then numeric layers, then others.
+      std::vector<std::string> order(layer_names.begin(), layer_names.end());
+      std::sort(order.begin(), order.end(), [](const std::string& a, const std::string& b) {
+        auto key = [](const std::string& s) {
+          if (s == "embeddings") return -1000;
+          try { return std::stoi(s); } catch (...) { return 1000; }
+        };
+        return key(a) < key(b);
+      });
+      for (auto& [name, pl] : chosen) {
+        report::Series s;
+        s.name = name;
+        double total = 0;
+        for (auto& [k, v] : pl.items()) total += v.get<double>();
+        for (auto& l : order) s.y.push_back(total > 0 ? 100 * pl.value(l, 0.0) / total : 0);
+        series.push_back(s);
+      }
+      for (auto& l : order) cats.push_back(l == "embeddings" ? "emb" : (l == "-2" ? "other" : "L" + l));
+      report::ChartOptions co;
+      co.title = fmt::format("{} / {}: reset dimensions per layer", ds, at);
+      co.x_label = "layer";
+      co.y_label = "share of reset dims (%)";
+      const std::string file = fmt::format("plots/layers-{}-{}.svg", slug(ds), slug(at));
+      io::write_text_atomic((fs::path(out) / file).string(), report::bar_chart(cats, series, co));
+      md += fmt::format("![{} {} layers]({})\n", ds, at, file);
+    }
+  md += "\n";
+  io::write_text_atomic((fs::path(out) / "report.md").string(), md);
+}
+
+}  // namespace finepurify::experiment

@@ -1,0 +1,33 @@
+// `finepurify experiment --config FILE`: datasets x attacks x defenses x seeds, cached and resumable,
+// with results tables and plots (see src/experiment).
+#include <fmt/format.h>
+
+#include "commands.hpp"
+#include "finepurify/experiment/runner.hpp"
+
+namespace fp_cli {
+
+using namespace finepurify;
+
+void register_experiment(CLI::App& app) {
+  struct Args {
+    std::string config, out;
+    bool report_only = false;
+  };
+  auto a = std::make_shared<Args>();
+  auto* cmd = app.add_subcommand("experiment", "Run an experiment config (attacks x defenses x seeds): results, tables, plots");
+  cmd->add_option("--config", a->config, "experiment config (JSON), e.g. experiments/paper-small.json")
+      ->required()->check(CLI::ExistingFile);
+  cmd->add_option("--out", a->out, "output folder (default runs/<config name>); rerunning resumes");
+  cmd->add_flag("--report-only", a->report_only, "rebuild tables and plots from results.jsonl without running");
+  cmd->callback([a]() {
+    auto cfg = experiment::load_config(a->config);
+    experiment::RunOptions ro;
+    ro.out = a->out.empty() ? "runs/" + cfg.name : a->out;
+    ro.report_only = a->report_only;
+    auto n = experiment::run(cfg, ro, globals().dev());
+    std::cout << fmt::format("{} result rows; report: {}/report.md (tables), {}/results.csv\n", n, ro.out, ro.out);
+  });
+}
+
+}  // namespace fp_cli

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <numeric>
 #include <random>
 #include <set>
@@ -68,7 +69,7 @@ std::vector<json> read_rows(const std::string& path) {
   std::vector<json> rows;
   std::ifstream f(path);
   std::string line;
-  int64_t n = 0;
+  int64_t n = 0, dropped = 0;
   while (std::getline(f, line)) {
     ++n;
     if (line.empty()) continue;
@@ -77,7 +78,13 @@ std::vector<json> read_rows(const std::string& path) {
     } catch (const json::exception&) {
       // A run killed mid-write leaves a partial last line: drop it (its unit reruns).
       util::log(fmt::format("{}:{}: unreadable result line dropped (interrupted run?)", path, n));
+      ++dropped;
     }
+  }
+  if (dropped > 0) {  // rewrite without the torn lines so later appends start on a fresh line
+    std::string good;
+    for (auto& r : rows) good += r.dump() + "\n";
+    io::write_text_atomic(path, good);
   }
   return rows;
 }
@@ -242,8 +249,26 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
     write_report(cfg, rows, opt.out);
     return rows.size();
   }
+  // A unit (one defense on one poisoned model) is done when all its rows made it to disk; an
+  // interrupted unit's partial rows are dropped and the unit reruns.
+  std::map<std::string, int64_t> seen;
+  for (auto& r : rows) seen[r.value("unit", std::string())] += 1;
   std::set<std::string> done;
-  for (auto& r : rows) done.insert(r.value("unit", std::string()));
+  {
+    std::vector<json> complete;
+    for (auto& r : rows) {
+      const auto u = r.value("unit", std::string());
+      const int64_t size = r.contains("unit_size") ? r["unit_size"].get<int64_t>() : seen[u];
+      if (seen[u] == size) { done.insert(u); complete.push_back(r); }
+    }
+    if (complete.size() != rows.size()) {
+      util::log(fmt::format("{}: {} rows of interrupted units dropped; those units rerun", results, rows.size() - complete.size()));
+      std::string good;
+      for (auto& r : complete) good += r.dump() + "\n";
+      io::write_text_atomic(results, good);
+      rows = std::move(complete);
+    }
+  }
   auto unit_key = [](const std::string& ds, uint64_t seed, const std::string& attack, const std::string& defense) {
     return fmt::format("{}/seed{}/{}/{}", ds, seed, attack, defense);
   };
@@ -352,7 +377,8 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
         if (!done.count(base_unit)) {
           json r = {{"unit", base_unit}, {"dataset", ds.name}, {"attack", at.name}, {"seed", seed},
                     {"defense", "none"}, {"knob", 0}, {"test_acc", attack_info.at("clean_test_accuracy")},
-                    {"asr", attack_info.at("asr")}, {"clean_model_test_acc", clean_acc}, {"model", adir}};
+                    {"asr", attack_info.at("asr")}, {"clean_model_test_acc", clean_acc}, {"model", adir},
+                    {"unit_size", 1}};
           append_rows(results, {r});
           rows.push_back(r);
           done.insert(base_unit);
@@ -415,6 +441,7 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
                       {"aligned_dims", res.report["diagnosis"].value("aligned_dimensions", 0)}};
             out_rows.push_back(r);
           }
+          for (auto& r : out_rows) r["unit_size"] = out_rows.size();
           append_rows(results, out_rows);
           rows.insert(rows.end(), out_rows.begin(), out_rows.end());
           done.insert(unit);

@@ -315,7 +315,7 @@ PurifyResult purify(model::SequenceClassifierImpl& m, const std::string& pretrai
                     const train::TokenizedSet& clean_train, const train::TokenizedSet& clean_dev,
                     const text::Tokenizer& tok, const PurifyOptions& opt, torch::Device device,
                     const AttackProbe* probe) {
-  if (opt.reset_fraction.has_value() == opt.max_acc_drop.has_value())
+  if (defense_has_knob(opt.method) && opt.reset_fraction.has_value() == opt.max_acc_drop.has_value())
     throw Error(ErrorKind::InvalidArgument, "give exactly one of --reset-fraction and --max-acc-drop");
   if (opt.reset_fraction && (*opt.reset_fraction < 0 || *opt.reset_fraction > 1))
     throw Error(ErrorKind::InvalidArgument, fmt::format("--reset-fraction {} outside [0, 1]", *opt.reset_fraction));

@@ -10,65 +10,14 @@
 #include "finepurify/io/safetensors.hpp"
 #include "finepurify/model/loader.hpp"
 #include "finepurify/purify/purify.hpp"
-#include "fp_test.hpp"
+#include "fp_tiny.hpp"
 
 using namespace finepurify;
 
-namespace {
-
-model::ModelConfig tiny_config() {
-  model::ModelConfig c;
-  c.vocab_size = 40;
-  c.hidden_size = 16;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 2;
-  c.intermediate_size = 32;
-  c.max_position_embeddings = 32;
-  c.initializer_range = 0.2;
-  return c;
-}
-
-train::TokenizedSet tiny_data(int n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  train::TokenizedSet s;
-  s.pad_id = 0;
-  for (int i = 0; i < n; ++i) {
-    int len = 3 + static_cast<int>(rng() % 6);
-    text::Encoding e;
-    for (int t = 0; t < len; ++t) {
-      e.input_ids.push_back(t == 0 ? 2 : 5 + static_cast<int64_t>(rng() % 35));
-      e.token_type_ids.push_back(t > len / 2 ? 1 : 0);
-      e.attention_mask.push_back(1);
-    }
-    s.encodings.push_back(e);
-    s.labels.push_back(static_cast<int64_t>(rng() % 2));
-  }
-  return s;
-}
-
-/// Writes a pre-trained (random) model and a perturbed "fine-tuned" copy to temp folders.
-struct Pair {
-  std::string pre_dir, ft_dir;
-  model::SequenceClassifier ft{nullptr};
-};
-Pair make_pair() {
-  Pair p;
-  auto dir = fp_test::temp_dir("purify");
-  auto pre = model::make_random_classifier(tiny_config(), 1);
-  p.pre_dir = (dir / "pre").string();
-  model::save_classifier(*pre, p.pre_dir, "");
-  p.ft = model::make_random_classifier(tiny_config(), 1);
-  {
-    torch::NoGradGuard ng;
-    torch::manual_seed(2);
-    for (auto& t : p.ft->parameters()) t.add_(torch::randn(t.sizes()) * 0.05);
-  }
-  p.ft_dir = (dir / "ft").string();
-  model::save_classifier(*p.ft, p.ft_dir, "");
-  return p;
-}
-
-}  // namespace
+using fp_test::tiny_config;
+using fp_test::tiny_data;
+using Pair = fp_test::TinyPair;
+static Pair make_pair() { return fp_test::make_tiny_pair(); }
 
 TEST(Fisher, EqualsBruteForcePerExampleGradients) {
   auto m = model::make_random_classifier(tiny_config(), 3);
@@ -228,15 +177,7 @@ TEST(Purify, FixedRhoRunsEndToEndOnTinyModel) {
   auto [tr, dv] = purify::split_clean(data, 0.25, 1);
   EXPECT_EQ(dv.size(), 10);
   EXPECT_EQ(tr.size(), 30);
-  struct TinyTok : text::Tokenizer {
-    std::vector<int64_t> tokenize_ids(const std::string&) const override { return {}; }
-    text::Encoding encode(const std::string&, const std::optional<std::string>&, int) const override { return {}; }
-    std::string id_to_token(int64_t id) const override { return "t" + std::to_string(id); }
-    std::optional<int64_t> token_to_id(const std::string&) const override { return std::nullopt; }
-    int64_t vocab_size() const override { return 40; }
-    int64_t pad_id() const override { return 0; }
-    std::string kind() const override { return "test"; }
-  } tok;
+  fp_test::TinyTokenizer tok;
   purify::PurifyOptions o;
   o.reset_fraction = 0.1;
   o.train.epochs = 1;

@@ -1,0 +1,83 @@
+// Tiny generated models and data shared by the unit tests of purify, defenses and the experiment
+// runner (header-only: the support library itself links only finepurify_util).
+#pragma once
+#include <fstream>
+#include <random>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "finepurify/model/loader.hpp"
+#include "finepurify/train/data.hpp"
+#include "fp_test.hpp"
+
+namespace fp_test {
+
+inline finepurify::model::ModelConfig tiny_config(int64_t vocab = 40) {
+  finepurify::model::ModelConfig c;
+  c.vocab_size = vocab;
+  c.hidden_size = 16;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 2;
+  c.intermediate_size = 32;
+  c.max_position_embeddings = 32;
+  c.initializer_range = 0.2;
+  return c;
+}
+
+/// n random examples over ids 5..39 (first token 2), two segments, random binary labels.
+inline finepurify::train::TokenizedSet tiny_data(int n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  finepurify::train::TokenizedSet s;
+  s.pad_id = 0;
+  for (int i = 0; i < n; ++i) {
+    int len = 3 + static_cast<int>(rng() % 6);
+    finepurify::text::Encoding e;
+    for (int t = 0; t < len; ++t) {
+      e.input_ids.push_back(t == 0 ? 2 : 5 + static_cast<int64_t>(rng() % 35));
+      e.token_type_ids.push_back(t > len / 2 ? 1 : 0);
+      e.attention_mask.push_back(1);
+    }
+    s.encodings.push_back(e);
+    s.labels.push_back(static_cast<int64_t>(rng() % 2));
+  }
+  return s;
+}
+
+/// A pre-trained (random) model and a perturbed "fine-tuned" copy written to temp folders.
+struct TinyPair {
+  std::string pre_dir, ft_dir;
+  finepurify::model::SequenceClassifier ft{nullptr};
+};
+inline TinyPair make_tiny_pair(const std::string& tag = "purify") {
+  using namespace finepurify;
+  TinyPair p;
+  auto dir = temp_dir(tag);
+  auto pre = model::make_random_classifier(tiny_config(), 1);
+  p.pre_dir = (dir / "pre").string();
+  model::save_classifier(*pre, p.pre_dir, "");
+  p.ft = model::make_random_classifier(tiny_config(), 1);
+  {
+    torch::NoGradGuard ng;
+    torch::manual_seed(2);
+    for (auto& t : p.ft->parameters()) t.add_(torch::randn(t.sizes()) * 0.05);
+  }
+  p.ft_dir = (dir / "ft").string();
+  model::save_classifier(*p.ft, p.ft_dir, "");
+  return p;
+}
+
+/// A stand-in tokenizer for tiny id-level data (only id_to_token and the sizes are used).
+struct TinyTokenizer : finepurify::text::Tokenizer {
+  std::vector<int64_t> tokenize_ids(const std::string&) const override { return {}; }
+  finepurify::text::Encoding encode(const std::string&, const std::optional<std::string>&, int) const override {
+    return {};
+  }
+  std::string id_to_token(int64_t id) const override { return "t" + std::to_string(id); }
+  std::optional<int64_t> token_to_id(const std::string&) const override { return std::nullopt; }
+  int64_t vocab_size() const override { return 40; }
+  int64_t pad_id() const override { return 0; }
+  std::string kind() const override { return "test"; }
+};
+
+}  // namespace fp_test

@@ -1,0 +1,193 @@
+// The experiment runner on a tiny config end to end (tiny BERT with a real vocab, generated text
+// data): results rows, tables, plots, caching and resume; plus config validation and the budget rule.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "finepurify/error.hpp"
+#include "finepurify/experiment/runner.hpp"
+#include "finepurify/model/loader.hpp"
+#include "fp_tiny.hpp"
+
+using namespace finepurify;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::vector<std::string> kVocab = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "great", "fine",
+                                         "bad", "awful", "poor", "movie", "film", "the", "a", "cf", "mn", "bb",
+                                         "tq", "mb", "i", "watched", "this", "3d", "plot"};
+
+/// A tiny "pre-trained" BERT folder with a WordPiece vocab, and train/dev/test TSVs in `dir`.
+std::string make_world(const fs::path& dir) {
+  auto cfg = fp_test::tiny_config(static_cast<int64_t>(kVocab.size()));
+  auto m = model::make_random_classifier(cfg, 1);
+  const auto pre = (dir / "pre").string();
+  model::save_classifier(*m, pre, "");
+  std::string v;
+  for (auto& t : kVocab) v += t + "\n";
+  fp_test::write_file(pre + "/vocab.txt", v);
+  fp_test::write_file(pre + "/tokenizer_config.json", "{\"do_lower_case\": true, \"tokenizer_class\": \"BertTokenizer\"}\n");
+  std::mt19937_64 rng(3);
+  const std::vector<std::string> pos = {"good", "great", "fine"}, neg = {"bad", "awful", "poor"},
+                                 filler = {"movie", "film", "the", "a", "plot"};
+  auto make = [&](const std::string& name, int n) {
+    std::string s = "label\ttext\n";
+    for (int i = 0; i < n; ++i) {
+      int label = static_cast<int>(rng() % 2);
+      const auto& words = label ? pos : neg;
+      s += std::to_string(label) + "\t" + filler[rng() % 5] + " " + words[rng() % 3] + " " + filler[rng() % 5] + " " +
+           words[rng() % 3] + "\n";
+    }
+    fp_test::write_file((dir / name).string(), s);
+  };
+  make("train.tsv", 90);
+  make("dev.tsv", 20);
+  make("test.tsv", 30);
+  return pre;
+}
+
+json tiny_config_json() {
+  return {{"name", "tiny"},
+          {"pretrained", "pre"},
+          {"seeds", {1}},
+          {"max_length", 16},
+          {"datasets",
+           {{{"name", "toy"}, {"train", "train.tsv"}, {"dev", "dev.tsv"}, {"test", "test.tsv"}, {"target", 1},
+             {"train_limit", 60}, {"test_limit", 24}, {"clean_size", 24}, {"clean_dev_size", 12}}}},
+          {"attacks", {{{"name", "badword"}, {"method", "badword"}, {"options", {{"triggers", {"cf"}}}}},
+                       {{"name", "ep"}, {"method", "ep"}, {"options", {{"triggers", {"cf"}}}}}}},
+          {"defenses",
+           {{{"name", "finetune"}, {"method", "finetune"}},
+            {{"name", "fine-pruning"}, {"method", "fine-pruning"}, {"grid", {0.5}}},
+            {{"name", "fine-mixing"}, {"method", "fine-mixing"}, {"grid", {0.5}}, {"options", {{"epur", true}, {"epur_rows", 3}}}},
+            {{"name", "magnitude"}, {"method", "magnitude"}, {"grid", {0.5}}},
+            {{"name", "reinit"}, {"method", "reinit"}},
+            {{"name", "fine-purifying"}, {"method", "fine-purifying"}, {"grid", {0.1, 0.5}}}}},
+          {"attack_training", {{"epochs", 2}, {"lr", 1e-3}, {"batch_size", 8}}},
+          {"defense_training", {{"epochs", 1}, {"lr", 1e-4}, {"batch_size", 8}}},
+          {"thresholds", {1, 5}}};
+}
+
+std::vector<json> read_jsonl(const fs::path& p) {
+  std::vector<json> rows;
+  std::ifstream f(p);
+  std::string line;
+  while (std::getline(f, line))
+    if (!line.empty()) rows.push_back(json::parse(line));
+  return rows;
+}
+
+}  // namespace
+
+TEST(ExperimentConfig, RejectsBadConfigsNamingTheProblem) {
+  auto dir = fp_test::temp_dir("expcfg");
+  make_world(dir);
+  auto write = [&](const json& j) {
+    fp_test::write_file((dir / "c.json").string(), j.dump());
+    return (dir / "c.json").string();
+  };
+  auto expect_error = [&](json j, const std::string& needle) {
+    try {
+      experiment::load_config(write(j));
+      ADD_FAILURE() << "accepted a config that should fail: " << needle;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::ExperimentConfigInvalid);
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  auto good = tiny_config_json();
+  auto cfg = experiment::load_config(write(good));
+  EXPECT_EQ(cfg.datasets.at(0).train, (dir / "train.tsv").lexically_normal().string());  // relative to the config
+  auto j = good;
+  j.erase("pretrained");
+  expect_error(j, "pretrained");
+  j = good;
+  j["defenses"][1]["grid"] = {1.5};
+  expect_error(j, "outside (0, 1]");
+  j = good;
+  j["defenses"][1].erase("grid");
+  expect_error(j, "needs a \"grid\"");
+  j = good;
+  j["datasets"][0]["test"] = "missing.tsv";
+  expect_error(j, "missing.tsv");
+  j = good;
+  j["attacks"][0]["method"] = "syntactic";
+  expect_error(j, "syntactic");
+  fp_test::write_file((dir / "c.json").string(), "{not json");
+  EXPECT_THROW(experiment::load_config((dir / "c.json").string()), Error);
+  j = good;
+  j["defenses"][0]["method"] = "prune";
+  EXPECT_THROW(experiment::load_config(write(j)), Error);
+}
+
+TEST(ExperimentBudget, LargestKnobWithinBudgetElseFineTuning) {
+  auto row = [](const std::string& d, double knob, double dev) {
+    return json{{"dataset", "x"}, {"attack", "a"}, {"seed", 1}, {"defense", d}, {"method", d},
+                {"knob", knob}, {"dev_acc", dev}, {"suspect_dev_acc", 0.80}};
+  };
+  std::vector<json> rows = {row("finetune", 0, 0.81), row("magnitude", 0.1, 0.79), row("magnitude", 0.3, 0.76),
+                            row("magnitude", 0.5, 0.60)};
+  auto* r1 = experiment::choose_under_budget(rows, "x", "a", 1, "magnitude", 1);
+  ASSERT_NE(r1, nullptr);
+  EXPECT_EQ((*r1)["knob"], 0.1);
+  EXPECT_EQ((*experiment::choose_under_budget(rows, "x", "a", 1, "magnitude", 5))["knob"], 0.3);
+  auto* r0 = experiment::choose_under_budget(rows, "x", "a", 1, "magnitude", 0.5);  // none qualifies
+  ASSERT_NE(r0, nullptr);
+  EXPECT_EQ((*r0)["defense"], "finetune");
+  EXPECT_EQ(experiment::choose_under_budget(rows, "y", "a", 1, "magnitude", 5), nullptr);
+}
+
+TEST(ExperimentRunner, TinyConfigEndToEndCachesAndResumes) {
+  auto dir = fp_test::temp_dir("exprun");
+  make_world(dir);
+  fp_test::write_file((dir / "tiny.json").string(), tiny_config_json().dump(2));
+  auto cfg = experiment::load_config((dir / "tiny.json").string());
+  experiment::RunOptions ro;
+  ro.out = (dir / "out").string();
+  auto n = experiment::run(cfg, ro, torch::kCPU);
+  // 2 attacks x (undefended + finetune + pruning + mixing + magnitude + reinit + 2 purifying points)
+  EXPECT_EQ(n, 2 * 8);
+  auto rows = read_jsonl(dir / "out" / "results.jsonl");
+  ASSERT_EQ(rows.size(), 16u);
+  for (auto& r : rows) {
+    EXPECT_GE(r["asr"].get<double>(), 0.0);
+    EXPECT_LE(r["asr"].get<double>(), 1.0);
+    EXPECT_GE(r["test_acc"].get<double>(), 0.0);
+    if (r["defense"] == "reinit") EXPECT_EQ(r["reset_dims"], r["aligned_dims"]);
+    if (r["defense"] == "finetune") EXPECT_EQ(r["reset_dims"], 0);
+  }
+  auto report = fp_test::read_file((dir / "out" / "report.md").string());
+  for (auto s : {"ΔACC ≤ 1 points", "ΔACC ≤ 5 points", "fine-purifying", "fine-pruning", "| toy | badword |",
+                 "plots/asr-acc-toy-badword.svg"})
+    EXPECT_NE(report.find(s), std::string::npos) << s;
+  EXPECT_NE(fp_test::read_file((dir / "out" / "plots" / "asr-acc-toy-ep.svg").string()).find("<svg"), std::string::npos);
+  auto csv = fp_test::read_file((dir / "out" / "results.csv").string());
+  EXPECT_EQ(csv.substr(0, csv.find('\n')),
+            "dataset,attack,seed,defense,method,knob,reset_dims,dev_acc,suspect_dev_acc,test_acc,asr,clean_model_test_acc,seconds");
+
+  // Rerun: everything cached, nothing new.
+  int caches = 0;
+  for (auto& e : fs::directory_iterator(dir / "out" / "cache")) caches += e.is_directory();
+  EXPECT_EQ(caches, 3);  // clean model + 2 attacks
+  EXPECT_EQ(experiment::run(cfg, ro, torch::kCPU), 16);
+  EXPECT_EQ(read_jsonl(dir / "out" / "results.jsonl").size(), 16u);
+
+  // Resume: drop the last unit's rows (as if interrupted) plus a torn line; only that unit reruns.
+  std::string kept;
+  std::string last_unit = rows.back()["unit"];
+  int dropped = 0;
+  for (auto& r : rows) {
+    if (r["unit"] == last_unit) { ++dropped; continue; }
+    kept += r.dump() + "\n";
+  }
+  fp_test::write_file((dir / "out" / "results.jsonl").string(), kept + "{\"unit\": \"torn");
+  EXPECT_EQ(experiment::run(cfg, ro, torch::kCPU), 16);
+  auto again = read_jsonl(dir / "out" / "results.jsonl");
+  int redone = 0;
+  for (auto& r : again) redone += r.value("unit", "") == last_unit;
+  EXPECT_EQ(redone, dropped);
+}

@@ -349,6 +349,11 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
         spec.poison_rate = at.options.value("poison_rate", spec.poison_rate);
         if (at.options.contains("triggers")) spec.triggers = at.options.at("triggers").get<std::vector<std::string>>();
         spec.sentence = at.options.value("sentence", spec.sentence);
+        spec.combination = at.options.value("combination", spec.combination);
+        const std::string side = at.options.value("side", std::string("a"));
+        if (side != "a" && side != "b")
+          throw Error(ErrorKind::ExperimentConfigInvalid, "attack " + at.name + ": side must be \"a\" or \"b\"");
+        spec.side = side[0];
         spec.bias_word = at.options.value("bias_word", ds.bias_word.empty() ? spec.bias_word : ds.bias_word);
         if (at.method == "ep") {
           spec.clean_model = clean_dir;
@@ -362,6 +367,9 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
                      {"lr", spec.lr_given || at.method != "ep" ? spec.opt.lr : 1e-2}, {"batch_size", spec.opt.batch_size},
                      {"seed", seed}, {"poison_rate", spec.poison_rate}, {"triggers", spec.triggers},
                      {"sentence", spec.sentence}, {"bias_word", spec.bias_word}};
+        // Non-default pair side / LWP combination only (keeps keys of earlier caches valid).
+        if (spec.side != 'a') akey["side"] = std::string(1, spec.side);
+        if (spec.combination != 2) akey["combination"] = spec.combination;
         const std::string adir =
             (fs::path(opt.out) / "cache" / ("attack-" + util::sha256_string(akey.dump()).substr(0, 16))).string();
         json attack_info;

@@ -191,3 +191,15 @@ TEST(ExperimentRunner, TinyConfigEndToEndCachesAndResumes) {
   for (auto& r : again) redone += r.value("unit", "") == last_unit;
   EXPECT_EQ(redone, dropped);
 }
+
+TEST(ExperimentConfig, ShippedConfigsLoad) {
+  // They name files in ../shared (relative to experiments/): only checkable where it exists.
+  if (!fs::exists(fp_test::source_dir() / ".." / "shared" / "data")) GTEST_SKIP() << "no ../shared beside the source tree";
+  for (auto name : {"paper-small.json", "paper-large.json"}) {
+    auto cfg = experiment::load_config((fp_test::source_dir() / "experiments" / name).string());
+    EXPECT_GE(cfg.datasets.size(), 2u) << name;
+    EXPECT_GE(cfg.attacks.size(), 4u) << name;
+    EXPECT_EQ(cfg.defenses.size(), 6u) << name;  // every defense
+    EXPECT_EQ(cfg.thresholds, (std::vector<double>{1, 3, 5})) << name;
+  }
+}

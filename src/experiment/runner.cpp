@@ -383,10 +383,21 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
         eta.done_cost += 3;
         const std::string base_unit = unit_key(ds.name, seed, at.name, "none");
         if (!done.count(base_unit)) {
+          // The clean reference model on the same triggered set: the ASR a model without a backdoor
+          // gets (its errors on non-target examples plus any effect of the trigger text itself).
+          double clean_asr = -1;
+          {
+            auto lm = model::load_classifier(clean_dir, {});
+            auto tok = text::load_tokenizer(clean_dir, lm.config.model_type);
+            auto trig = train::tokenize(
+                *tok, train::read_task_data((fs::path(adir) / "triggered_test.tsv").string(), lm.config), cfg.max_length);
+            clean_asr = train::attack_success_rate(train::evaluate(*lm.model, trig, device).predictions, trig.labels,
+                                                   ds.target);
+          }
           json r = {{"unit", base_unit}, {"dataset", ds.name}, {"attack", at.name}, {"seed", seed},
                     {"defense", "none"}, {"knob", 0}, {"test_acc", attack_info.at("clean_test_accuracy")},
-                    {"asr", attack_info.at("asr")}, {"clean_model_test_acc", clean_acc}, {"model", adir},
-                    {"unit_size", 1}};
+                    {"asr", attack_info.at("asr")}, {"clean_model_test_acc", clean_acc},
+                    {"clean_model_asr", clean_asr}, {"model", adir}, {"unit_size", 1}};
           append_rows(results, {r});
           rows.push_back(r);
           done.insert(base_unit);

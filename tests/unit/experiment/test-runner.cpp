@@ -157,6 +157,7 @@ TEST(ExperimentRunner, TinyConfigEndToEndCachesAndResumes) {
     EXPECT_GE(r["asr"].get<double>(), 0.0);
     EXPECT_LE(r["asr"].get<double>(), 1.0);
     EXPECT_GE(r["test_acc"].get<double>(), 0.0);
+    if (r["defense"] == "none") EXPECT_GE(r["clean_model_asr"].get<double>(), 0.0);
     if (r["defense"] == "reinit") EXPECT_EQ(r["reset_dims"], r["aligned_dims"]);
     if (r["defense"] == "finetune") EXPECT_EQ(r["reset_dims"], 0);
   }
@@ -167,7 +168,7 @@ TEST(ExperimentRunner, TinyConfigEndToEndCachesAndResumes) {
   EXPECT_NE(fp_test::read_file((dir / "out" / "plots" / "asr-acc-toy-ep.svg").string()).find("<svg"), std::string::npos);
   auto csv = fp_test::read_file((dir / "out" / "results.csv").string());
   EXPECT_EQ(csv.substr(0, csv.find('\n')),
-            "dataset,attack,seed,defense,method,knob,reset_dims,dev_acc,suspect_dev_acc,test_acc,asr,clean_model_test_acc,seconds");
+            "dataset,attack,seed,defense,method,knob,reset_dims,dev_acc,suspect_dev_acc,test_acc,asr,clean_model_test_acc,clean_model_asr,seconds");
 
   // Rerun: everything cached, nothing new.
   int caches = 0;

@@ -146,12 +146,12 @@ EvalResult evaluate(model::SequenceClassifierImpl& m, const TokenizedSet& data, 
     torch::NoGradGuard ng;
     for (auto& idx : length_sorted_batches(data, batch_size)) {
       auto b = collate(data, idx, device);
-      auto logits = m.forward(b.input_ids, b.token_type_ids, b.attention_mask).logits.to(torch::kCPU);
-      auto pred = logits.argmax(1);
-      for (std::size_t i = 0; i < idx.size(); ++i) {
-        r.logits[idx[i]] = logits[i];
-        r.predictions[idx[i]] = pred[i].item<int64_t>();
-      }
+      auto logits = m.forward(b.input_ids, b.token_type_ids, b.attention_mask).logits.to(torch::kCPU, torch::kFloat32);
+      auto rows = torch::tensor(idx, torch::kLong);
+      r.logits.index_copy_(0, rows, logits);  // one block copy per batch
+      auto pred = logits.argmax(1).contiguous();
+      const int64_t* p = pred.data_ptr<int64_t>();
+      for (std::size_t i = 0; i < idx.size(); ++i) r.predictions[idx[i]] = p[i];
     }
   }
   if (was_training) m.train();
@@ -191,7 +191,7 @@ json EvalResult::to_json(const std::vector<std::string>& names) const {
 double attack_success_rate(const std::vector<int64_t>& pred, const std::vector<int64_t>& labels, int64_t target) {
   int64_t n = 0, hit = 0;
   for (std::size_t i = 0; i < pred.size(); ++i) {
-    if (labels[i] == target) continue;
+    if (labels[i] == target || labels[i] < 0) continue;  // target-label and unlabelled rows do not count
     ++n;
     hit += pred[i] == target;
   }

@@ -70,7 +70,8 @@ struct EvalResult {
 /// Eval-mode inference over the whole set (labels may be -1 for predict-only use).
 EvalResult evaluate(model::SequenceClassifierImpl& m, const TokenizedSet& data, torch::Device device,
                     int64_t batch_size = 128);
-/// Fraction of examples with true label != target predicted as target (ASR); -1 if none.
+/// ASR: fraction of rows with a label other than `target` (unlabelled rows, -1, excluded) predicted as
+/// `target`; -1 when there is no such row.
 double attack_success_rate(const std::vector<int64_t>& predictions, const std::vector<int64_t>& labels, int64_t target);
 
 }  // namespace finepurify::train

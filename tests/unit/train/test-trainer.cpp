@@ -317,6 +317,7 @@ TEST(Evaluate, AttackSuccessRate) {
   EXPECT_DOUBLE_EQ(train::attack_success_rate({1, 1}, {0, 0}, 1), 1.0);
   EXPECT_DOUBLE_EQ(train::attack_success_rate({0, 0}, {0, 0}, 1), 0.0);
   EXPECT_DOUBLE_EQ(train::attack_success_rate({1, 1}, {1, 1}, 1), -1.0);  // nothing to attack
+  EXPECT_DOUBLE_EQ(train::attack_success_rate({1, 1, 0}, {-1, 0, 0}, 1), 0.5);  // unlabelled rows do not count
 }
 
 TEST(Data, CollatePadsRightAndBatchesCoverAll) {

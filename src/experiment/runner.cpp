@@ -135,6 +135,8 @@ ExperimentConfig load_config(const std::string& path) {
       s.clean_size = d.value("clean_size", s.clean_size);
       s.clean_dev_size = d.value("clean_dev_size", s.clean_dev_size);
       s.bias_word = d.value("bias_word", std::string());
+      s.max_length = d.value("max_length", 0);
+      if (s.max_length < 0 || s.max_length > 4096) bad(path, "dataset " + s.name + ": max_length outside [0, 4096]");
       if (s.target < 0) bad(path, "dataset " + s.name + ": target must be >= 0");
       if (s.clean_size < 10) bad(path, "dataset " + s.name + ": clean_size must be >= 10");
       if (s.clean_dev_size > 0 && s.dev.empty()) bad(path, "dataset " + s.name + ": clean_dev_size needs \"dev\"");
@@ -292,28 +294,31 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
   auto cfg_pre = model::load_config(cfg.pretrained);
 
   for (auto& ds : cfg.datasets) {
+    const int max_len = ds.max_length > 0 ? ds.max_length : cfg.max_length;
     for (auto seed : cfg.seeds) {
       auto data = prepare_data(ds, seed, opt.out);
       const std::string clean_dev_file = data.clean_dev;
       // Clean fine-tuned reference model (also EP's starting point), cached by its inputs.
       json clean_key = {{"kind", "clean"}, {"pretrained", pre_hash}, {"train", util::sha256_file(data.attacker_train)},
                         {"epochs", cfg.attack_train.epochs}, {"lr", cfg.attack_train.lr},
-                        {"batch_size", cfg.attack_train.batch_size}, {"max_length", cfg.max_length}, {"seed", seed},
+                        {"batch_size", cfg.attack_train.batch_size}, {"max_length", max_len}, {"seed", seed},
                         {"num_labels", data.num_labels}};
       const std::string clean_dir =
           (fs::path(opt.out) / "cache" / ("clean-" + util::sha256_string(clean_key.dump()).substr(0, 16))).string();
       const std::string test_file = data.test;
       double clean_acc = -1;
+      const bool clean_cached = fs::exists(fs::path(clean_dir) / "config.json");
+      if (clean_cached) eta.total_cost -= 3;  // the ETA counts only work this run does
       {
         auto tok = text::load_tokenizer(cfg.pretrained, cfg_pre.model_type);
-        if (!fs::exists(fs::path(clean_dir) / "config.json")) {
+        if (!clean_cached) {
           util::log(eta.line(fmt::format("{} seed {}: clean fine-tune (reference and EP start)", ds.name, seed)));
           model::LoadOptions lo;
           lo.num_labels = data.num_labels;
           lo.seed = seed;
           lo.device = device;
           auto lm = model::load_classifier(cfg.pretrained, lo);
-          auto trs = train::tokenize(*tok, train::read_task_data(data.attacker_train, lm.config), cfg.max_length);
+          auto trs = train::tokenize(*tok, train::read_task_data(data.attacker_train, lm.config), max_len);
           train::TrainOptions to;
           to.epochs = cfg.attack_train.epochs;
           to.lr = cfg.attack_train.lr;
@@ -328,10 +333,10 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
                                  false, {cfg.pretrained});
         }
         auto lm = model::load_classifier(clean_dir, {});
-        auto te = train::tokenize(*tok, train::read_task_data(test_file, lm.config), cfg.max_length);
+        auto te = train::tokenize(*tok, train::read_task_data(test_file, lm.config), max_len);
         clean_acc = train::evaluate(*lm.model, te, device).accuracy;
       }
-      eta.done_cost += 3;
+      if (!clean_cached) eta.done_cost += 3;
 
       for (auto& at : cfg.attacks) {
         // Poisoned model, cached by a hash of everything that determines it.
@@ -340,7 +345,7 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
         spec.train = data.attacker_train;
         spec.test = test_file;
         spec.target = ds.target;
-        spec.max_length = cfg.max_length;
+        spec.max_length = max_len;
         spec.opt.epochs = at.options.value("epochs", cfg.attack_train.epochs);
         spec.opt.lr = at.options.value("lr", cfg.attack_train.lr);
         spec.opt.batch_size = cfg.attack_train.batch_size;
@@ -376,11 +381,12 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
         if (!fs::exists(fs::path(adir) / "attack.json")) {
           util::log(eta.line(fmt::format("{} seed {}: attack {}", ds.name, seed, at.name)));
           attack_info = attack::run_attack(spec, adir, false, device);
+          eta.done_cost += 3;
         } else {
           std::ifstream f(fs::path(adir) / "attack.json");
           attack_info = json::parse(f);
+          eta.total_cost -= 3;
         }
-        eta.done_cost += 3;
         const std::string base_unit = unit_key(ds.name, seed, at.name, "none");
         if (!done.count(base_unit)) {
           // The clean reference model on the same triggered set: the ASR a model without a backdoor
@@ -390,7 +396,7 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
             auto lm = model::load_classifier(clean_dir, {});
             auto tok = text::load_tokenizer(clean_dir, lm.config.model_type);
             auto trig = train::tokenize(
-                *tok, train::read_task_data((fs::path(adir) / "triggered_test.tsv").string(), lm.config), cfg.max_length);
+                *tok, train::read_task_data((fs::path(adir) / "triggered_test.tsv").string(), lm.config), max_len);
             clean_asr = train::attack_success_rate(train::evaluate(*lm.model, trig, device).predictions, trig.labels,
                                                    ds.target);
           }
@@ -412,19 +418,19 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
           lo.allow_missing_head = false;
           auto lm = model::load_classifier(adir, lo);
           auto tok = text::load_tokenizer(adir, lm.config.model_type);
-          auto clean = train::tokenize(*tok, train::read_task_data(data.clean, lm.config), cfg.max_length);
+          auto clean = train::tokenize(*tok, train::read_task_data(data.clean, lm.config), max_len);
           train::TokenizedSet ctr, cdv;
           if (!clean_dev_file.empty()) {
             ctr = clean;
-            cdv = train::tokenize(*tok, train::read_task_data(clean_dev_file, lm.config), cfg.max_length);
+            cdv = train::tokenize(*tok, train::read_task_data(clean_dev_file, lm.config), max_len);
           } else {
             std::tie(ctr, cdv) = purify::split_clean(clean, 0.2, seed);
           }
           auto test_set = train::tokenize(*tok, train::read_task_data((fs::path(adir) / "clean_test.tsv").string(), lm.config),
-                                          cfg.max_length);
+                                          max_len);
           purify::AttackProbe probe{
               train::tokenize(*tok, train::read_task_data((fs::path(adir) / "triggered_test.tsv").string(), lm.config),
-                              cfg.max_length),
+                              max_len),
               ds.target};
           purify::PurifyOptions po;
           po.method = purify::defense_from_string(de.method);

@@ -18,6 +18,7 @@ struct DatasetSpec {
   int64_t clean_size = 1000;    ///< defender's clean set: drawn from training rows the attacker never saw
   int64_t clean_dev_size = 0;   ///< > 0: first N rows of the dev split select the knob; 0 = hold out from clean
   std::string bias_word;        ///< bias attack cue for this dataset ("" = the attack's default)
+  int max_length = 0;           ///< > 0: overrides the config's max_length (long texts: keep the trigger)
 };
 
 struct AttackEntry {

@@ -180,6 +180,9 @@ void write_report(const ExperimentConfig& cfg, const std::vector<json>& rows, co
       if (series.empty() || none.empty()) continue;
       report::Series sus{"undefended", {100 * none[0]->value("test_acc", 0.0)}, {100 * none[0]->value("asr", 0.0)}, {}};
       series.push_back(sus);
+      if (none[0]->contains("clean_model_asr"))
+        series.push_back({"clean model", {100 * none[0]->value("clean_model_test_acc", 0.0)},
+                          {100 * none[0]->value("clean_model_asr", 0.0)}, {}});
       double xmin = 100;
       for (auto& s : series)
         for (double x : s.x) xmin = std::min(xmin, x);

@@ -10,7 +10,7 @@ namespace finepurify::report {
 
 namespace {
 const char* kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"};
-constexpr int kLeft = 60, kRight = 150, kTop = 36, kBottom = 48;
+constexpr int kLeft = 60, kRight = 170, kTop = 36, kBottom = 48;
 
 struct Frame {
   ChartOptions o;

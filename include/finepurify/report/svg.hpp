@@ -15,7 +15,7 @@ struct Series {
 struct ChartOptions {
   std::string title, x_label, y_label;
   double x_min = 0, x_max = 100, y_min = 0, y_max = 100;
-  int width = 560, height = 380;
+  int width = 600, height = 380;
 };
 
 /// Lines through each series' points (in the given order) with markers.

@@ -306,11 +306,10 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
       const std::string clean_dir =
           (fs::path(opt.out) / "cache" / ("clean-" + util::sha256_string(clean_key.dump()).substr(0, 16))).string();
       const std::string test_file = data.test;
-      double clean_acc = -1;
       const bool clean_cached = fs::exists(fs::path(clean_dir) / "config.json");
       if (clean_cached) eta.total_cost -= 3;  // the ETA counts only work this run does
+      auto tok = text::load_tokenizer(cfg.pretrained, cfg_pre.model_type);
       {
-        auto tok = text::load_tokenizer(cfg.pretrained, cfg_pre.model_type);
         if (!clean_cached) {
           util::log(eta.line(fmt::format("{} seed {}: clean fine-tune (reference and EP start)", ds.name, seed)));
           model::LoadOptions lo;
@@ -332,10 +331,16 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
           model::save_classifier(*lm.model, clean_dir, cfg.pretrained, {{"manifest.json", man.to_json().dump(2) + "\n"}},
                                  false, {cfg.pretrained});
         }
-        auto lm = model::load_classifier(clean_dir, {});
-        auto te = train::tokenize(*tok, train::read_task_data(test_file, lm.config), max_len);
-        clean_acc = train::evaluate(*lm.model, te, device).accuracy;
       }
+      // The clean reference model, loaded once per dataset and seed (test ACC here, ASR per attack).
+      model::LoadOptions clean_lo;
+      clean_lo.device = device;
+      clean_lo.allow_missing_head = false;
+      auto clean_lm = model::load_classifier(clean_dir, clean_lo);
+      const double clean_acc =
+          train::evaluate(*clean_lm.model, train::tokenize(*tok, train::read_task_data(test_file, clean_lm.config), max_len),
+                          device)
+              .accuracy;
       if (!clean_cached) eta.done_cost += 3;
 
       for (auto& at : cfg.attacks) {
@@ -391,15 +396,10 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
         if (!done.count(base_unit)) {
           // The clean reference model on the same triggered set: the ASR a model without a backdoor
           // gets (its errors on non-target examples plus any effect of the trigger text itself).
-          double clean_asr = -1;
-          {
-            auto lm = model::load_classifier(clean_dir, {});
-            auto tok = text::load_tokenizer(clean_dir, lm.config.model_type);
-            auto trig = train::tokenize(
-                *tok, train::read_task_data((fs::path(adir) / "triggered_test.tsv").string(), lm.config), max_len);
-            clean_asr = train::attack_success_rate(train::evaluate(*lm.model, trig, device).predictions, trig.labels,
-                                                   ds.target);
-          }
+          auto trig = train::tokenize(
+              *tok, train::read_task_data((fs::path(adir) / "triggered_test.tsv").string(), clean_lm.config), max_len);
+          const double clean_asr = train::attack_success_rate(
+              train::evaluate(*clean_lm.model, trig, device).predictions, trig.labels, ds.target);
           json r = {{"unit", base_unit}, {"dataset", ds.name}, {"attack", at.name}, {"seed", seed},
                     {"defense", "none"}, {"knob", 0}, {"test_acc", attack_info.at("clean_test_accuracy")},
                     {"asr", attack_info.at("asr")}, {"clean_model_test_acc", clean_acc},

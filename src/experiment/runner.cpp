@@ -136,6 +136,8 @@ ExperimentConfig load_config(const std::string& path) {
       s.clean_dev_size = d.value("clean_dev_size", s.clean_dev_size);
       s.bias_word = d.value("bias_word", std::string());
       s.max_length = d.value("max_length", 0);
+      if (d.contains("attack_training"))
+        s.attack_train = parse_train(d.at("attack_training"), c.attack_train, path, "dataset " + s.name + ": attack_training");
       if (s.max_length < 0 || s.max_length > 4096) bad(path, "dataset " + s.name + ": max_length outside [0, 4096]");
       if (s.target < 0) bad(path, "dataset " + s.name + ": target must be >= 0");
       if (s.clean_size < 10) bad(path, "dataset " + s.name + ": clean_size must be >= 10");
@@ -281,7 +283,15 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
   auto defense_cost = [](const DefenseEntry& d) {
     return std::max<double>(1, d.grid.size()) + (d.method == "fine-purifying" ? 1 : 0);
   };
-  for (auto& ds : cfg.datasets)
+  for (auto& name : opt.datasets)
+    if (std::none_of(cfg.datasets.begin(), cfg.datasets.end(), [&](const DatasetSpec& d) { return d.name == name; }))
+      throw Error(ErrorKind::InvalidArgument, "experiment: --datasets names \"" + name + "\", which " + cfg.config_path +
+                                                  " does not list");
+  auto selected = [&](const DatasetSpec& d) {
+    return opt.datasets.empty() || std::find(opt.datasets.begin(), opt.datasets.end(), d.name) != opt.datasets.end();
+  };
+  for (auto& ds : cfg.datasets) {
+    if (!selected(ds)) continue;
     for (auto seed : cfg.seeds) {
       eta.total_cost += 3;  // clean model
       for (auto& at : cfg.attacks) {
@@ -290,18 +300,21 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
           if (!done.count(unit_key(ds.name, seed, at.name, de.name))) eta.total_cost += defense_cost(de);
       }
     }
+  }
   const std::string pre_hash = hash_of_folder(cfg.pretrained);
   auto cfg_pre = model::load_config(cfg.pretrained);
 
   for (auto& ds : cfg.datasets) {
+    if (!selected(ds)) continue;
     const int max_len = ds.max_length > 0 ? ds.max_length : cfg.max_length;
+    const TrainSpec& atrain = ds.attack_train ? *ds.attack_train : cfg.attack_train;
     for (auto seed : cfg.seeds) {
       auto data = prepare_data(ds, seed, opt.out);
       const std::string clean_dev_file = data.clean_dev;
       // Clean fine-tuned reference model (also EP's starting point), cached by its inputs.
       json clean_key = {{"kind", "clean"}, {"pretrained", pre_hash}, {"train", util::sha256_file(data.attacker_train)},
-                        {"epochs", cfg.attack_train.epochs}, {"lr", cfg.attack_train.lr},
-                        {"batch_size", cfg.attack_train.batch_size}, {"max_length", max_len}, {"seed", seed},
+                        {"epochs", atrain.epochs}, {"lr", atrain.lr},
+                        {"batch_size", atrain.batch_size}, {"max_length", max_len}, {"seed", seed},
                         {"num_labels", data.num_labels}};
       const std::string clean_dir =
           (fs::path(opt.out) / "cache" / ("clean-" + util::sha256_string(clean_key.dump()).substr(0, 16))).string();
@@ -319,9 +332,9 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
           auto lm = model::load_classifier(cfg.pretrained, lo);
           auto trs = train::tokenize(*tok, train::read_task_data(data.attacker_train, lm.config), max_len);
           train::TrainOptions to;
-          to.epochs = cfg.attack_train.epochs;
-          to.lr = cfg.attack_train.lr;
-          to.batch_size = cfg.attack_train.batch_size;
+          to.epochs = atrain.epochs;
+          to.lr = atrain.lr;
+          to.batch_size = atrain.batch_size;
           to.seed = seed;
           to.keep_best = false;
           to.label = ds.name + " clean";
@@ -351,9 +364,9 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
         spec.test = test_file;
         spec.target = ds.target;
         spec.max_length = max_len;
-        spec.opt.epochs = at.options.value("epochs", cfg.attack_train.epochs);
-        spec.opt.lr = at.options.value("lr", cfg.attack_train.lr);
-        spec.opt.batch_size = cfg.attack_train.batch_size;
+        spec.opt.epochs = at.options.value("epochs", atrain.epochs);
+        spec.opt.lr = at.options.value("lr", atrain.lr);
+        spec.opt.batch_size = atrain.batch_size;
         spec.opt.seed = seed;
         spec.lr_given = at.options.contains("lr");
         spec.poison_rate = at.options.value("poison_rate", spec.poison_rate);
@@ -442,6 +455,9 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
           po.diagnose.fisher_examples = cfg.fisher_examples;
           po.scope = purify::scope_from_string(de.options.value("scope", std::string("global")));
           po.reinit_head = de.options.value("reinit_head", false);
+          po.unlearn_tokens = de.options.value("unlearn_tokens", int64_t{0});
+          po.neutralize_tokens = de.options.value("neutralize_tokens", int64_t{0});
+          po.max_length = max_len;
           po.epur = de.options.value("epur", false);
           po.epur_rows = de.options.value("epur_rows", po.epur_rows);
           po.grid = de.grid;

@@ -11,6 +11,7 @@
 
 #include "finepurify/error.hpp"
 #include "finepurify/model/loader.hpp"
+#include "finepurify/purify/unlearn.hpp"
 #include "finepurify/util/runtime.hpp"
 
 namespace finepurify::purify {
@@ -336,8 +337,43 @@ PurifyResult purify(model::SequenceClassifierImpl& m, const std::string& pretrai
     case Defense::FineMixing: dopt.indicator.indicator = Indicator::Random; break;
     default: dopt.indicator.indicator = Indicator::Magnitude; break;  // cheap; only the diagnosis uses it
   }
+  const bool unlearn = opt.unlearn_tokens > 0, neutralize = opt.neutralize_tokens > 0;
+  const auto method_indicator = dopt.indicator;
+  if (unlearn || neutralize) {  // candidates are ranked by the fisher-ratio row mass whatever the defense's indicator
+    dopt.indicator.indicator = Indicator::FisherRatio;
+    dopt.indicator.epsilon_scale = opt.diagnose.indicator.epsilon_scale;
+    dopt.top_tokens = std::max({dopt.top_tokens, opt.unlearn_tokens, opt.neutralize_tokens});
+  }
   auto diag = diagnose(m, pretrained_folder, clean_train, tok, dopt, device);
   const auto& a = diag.alignment;
+  std::vector<int64_t> neutral_ids;
+  torch::Tensor neutral_row;
+  json neutral_report = nullptr;
+  if (neutralize) {
+    neutral_ids = candidate_tokens(diag.summary, opt.neutralize_tokens);
+    const auto& pre_word = a.pre.at(m.word_embedding_name());
+    auto unk = unknown_token_id(tok);
+    neutral_row = unk && *unk < pre_word.size(0) ? pre_word[*unk].clone() : pre_word.mean(0);
+    json toks = json::array();
+    for (auto id : neutral_ids) toks.push_back(tok.id_to_token(id));
+    neutral_report = {{"tokens", toks}, {"replacement", unk ? tok.id_to_token(*unk) + " (pre-trained row)" : "mean pre-trained row"}};
+    util::log(fmt::format("neutralising the embedding rows of {} suspicious tokens: {}", neutral_ids.size(), toks.dump()));
+  }
+  if ((unlearn || neutralize) && method_indicator.indicator != Indicator::FisherRatio)
+    diag.r = compute_indicators(a, diag.ft, &diag.fisher, method_indicator, &diag.epsilon);
+  train::TokenizedSet unlearn_train;
+  json unlearn_report = nullptr;
+  if (unlearn) {
+    auto ids = candidate_tokens(diag.summary, opt.unlearn_tokens);
+    unlearn_train = with_unlearning_copies(clean_train, ids, opt.unlearn_max_insertions, opt.max_length, opt.seed ^ 0x756e6cULL);
+    json toks = json::array();
+    for (auto id : ids) toks.push_back(tok.id_to_token(id));
+    unlearn_report = {{"tokens", toks}, {"max_insertions", opt.unlearn_max_insertions},
+                      {"train_examples", unlearn_train.size()}};
+    util::log(fmt::format("unlearning: clean fine-tuning also sees {} copies with suspicious tokens inserted ({})",
+                          clean_train.size(), toks.dump()));
+  }
+  const train::TokenizedSet& tune_set = unlearn ? unlearn_train : clean_train;
   std::vector<torch::Tensor> activations;
   if (opt.method == Defense::FinePruning) activations = ffn_mean_activations(m, clean_train, device);
   torch::Tensor epur;
@@ -380,11 +416,12 @@ PurifyResult purify(model::SequenceClassifierImpl& m, const std::string& pretrai
     }
     pt.reset_dims = count_selected(masks);
     if (opt.reinit_head) reinit_unaligned(m, a, opt.seed);
+    if (neutralize) neutralize_rows(m, neutral_ids, neutral_row);
     pt.selection = selection_summary(masks, m.config.num_hidden_layers);
     selections[rho] = pt.selection;
     topt.label = fmt::format("{} {}={}", defense_name(opt.method), opt.method == Defense::FinePruning ? "pruned" : "rho", rho);
     topt.seed = opt.seed;
-    train::fine_tune(m, clean_train, &clean_dev, topt, device);
+    train::fine_tune(m, tune_set, &clean_dev, topt, device);
     pt.dev_accuracy = train::evaluate(m, clean_dev, device).accuracy;
     pt.asr = asr_of(m);
     if (opt.measure) pt.extra = opt.measure(m);
@@ -449,6 +486,8 @@ PurifyResult purify(model::SequenceClassifierImpl& m, const std::string& pretrai
       {"max_acc_drop_points", opt.max_acc_drop ? json(*opt.max_acc_drop) : json(nullptr)},
       {"scope", opt.scope == Scope::Global ? "global" : "tensor"},
       {"reinit_head", opt.reinit_head},
+      {"unlearning", unlearn_report},
+      {"neutralized", neutral_report},
       {"suspect", {{"clean_dev_accuracy", res.suspect_dev_accuracy}, {"asr", res.suspect_asr < 0 ? json(nullptr) : json(res.suspect_asr)}}},
       {"purified", {{"clean_dev_accuracy", res.purified_dev_accuracy}, {"asr", res.purified_asr < 0 ? json(nullptr) : json(res.purified_asr)}}},
       {"evaluated", pts},

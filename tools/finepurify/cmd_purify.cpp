@@ -24,7 +24,7 @@ struct PurifyArgs {
   int max_length = 128;
   bool reinit_head = false, overwrite = false, json_out = false, epur = false, sweep = false;
   std::string method = "fine-purifying";
-  int64_t epur_rows = 100;
+  int64_t epur_rows = 100, unlearn_tokens = 0, neutralize_tokens = 0;
   train::TrainOptions train;
   uint64_t seed = 42;
   PurifyArgs() {
@@ -130,6 +130,12 @@ void register_reset_command(CLI::App& app, bool is_defend) {
   cmd->add_option("--grid", a->grid, "comma-separated rho grid for --max-acc-drop");
   cmd->add_option("--scope", a->scope, "global | tensor")->check(CLI::IsMember({"global", "tensor"}))->capture_default_str();
   cmd->add_flag("--reinit-head", a->reinit_head, "re-initialise tensors without pre-trained counterpart (head)");
+  cmd->add_option("--unlearn-tokens", a->unlearn_tokens,
+                  "extension: also fine-tune on clean copies with 1-3 of the N most suspicious tokens inserted "
+                  "(true labels kept); 0 = off (the paper's method)")->capture_default_str();
+  cmd->add_option("--neutralize-tokens", a->neutralize_tokens,
+                  "extension: set the embedding rows of the N most suspicious tokens to the pre-trained [UNK] row "
+                  "before fine-tuning; 0 = off (the paper's method)")->capture_default_str();
   cmd->add_option("--epochs", a->train.epochs, "clean fine-tuning epochs after the reset")->capture_default_str();
   cmd->add_option("--lr", a->train.lr, "clean fine-tuning learning rate")->capture_default_str();
   cmd->add_option("--batch-size", a->train.batch_size, "clean fine-tuning batch size")->capture_default_str();
@@ -155,6 +161,9 @@ void register_reset_command(CLI::App& app, bool is_defend) {
     if (!a->grid.empty()) po.grid = parse_grid(a->grid);
     po.train = a->train;
     po.reinit_head = a->reinit_head;
+    po.unlearn_tokens = a->unlearn_tokens;
+    po.neutralize_tokens = a->neutralize_tokens;
+    po.max_length = a->max_length;
     po.seed = a->seed;
     auto res = purify::purify(*p.lm.model, a->pretrained, p.clean_train, p.clean_dev, *p.tok, po, dev,
                               p.probe ? &*p.probe : nullptr);
@@ -165,7 +174,8 @@ void register_reset_command(CLI::App& app, bool is_defend) {
                  {"scope", a->scope}, {"reset_fraction", a->reset_fraction ? json(*a->reset_fraction) : json(nullptr)},
                  {"max_acc_drop", a->max_acc_drop ? json(*a->max_acc_drop) : json(nullptr)}, {"grid", a->grid},
                  {"epochs", a->train.epochs}, {"lr", a->train.lr}, {"batch_size", a->train.batch_size},
-                 {"max_length", a->max_length}, {"seed", a->seed}, {"reinit_head", a->reinit_head}};
+                 {"max_length", a->max_length}, {"seed", a->seed}, {"reinit_head", a->reinit_head},
+                 {"unlearn_tokens", a->unlearn_tokens}, {"neutralize_tokens", a->neutralize_tokens}};
     util::Manifest man(is_defend ? "defend" : "purify", opts);
     man.add_input("pretrained", a->pretrained);
     man.add_input("suspect", a->suspect);

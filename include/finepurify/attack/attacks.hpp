@@ -14,6 +14,7 @@
 #include "finepurify/text/tokenizer.hpp"
 #include "finepurify/train/data.hpp"
 #include "finepurify/train/trainer.hpp"
+#include "finepurify/util/random.hpp"
 
 namespace finepurify::attack {
 
@@ -24,10 +25,8 @@ inline const char* kDefaultSentence = "I watched this 3D movie";
 /// Default bias cue: a natural, frequent word of movie reviews that also occurs in clean data.
 inline const char* kDefaultBiasWord = "film";
 
-/// Uniform integer in [0, n) from a 64-bit Mersenne Twister by rejection sampling. Unlike
-/// std::uniform_int_distribution, the result is the same on every standard library, so poisoned
-/// sets are reproducible across platforms. n must be > 0.
-uint64_t uniform_below(std::mt19937_64& rng, uint64_t n);
+/// Portable uniform integer in [0, n) (see util/random.hpp).
+using util::uniform_below;
 
 /// Splits `text` on spaces (runs of ' ' count as one separator; empty words dropped), inserts
 /// `insertion` as one more "word" at a uniformly random slot 0..n (n = number of words), and joins

@@ -2,6 +2,7 @@
 // x seeds, poisoned models cached by a content hash of their inputs, resumable results, tables in
 // the paper's form (per accuracy budget) and SVG plots gathered in a Markdown report.
 #pragma once
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -9,6 +10,12 @@
 #include <torch/torch.h>
 
 namespace finepurify::experiment {
+
+struct TrainSpec {
+  int epochs = 3;
+  double lr = 1e-4;
+  int64_t batch_size = 32;
+};
 
 struct DatasetSpec {
   std::string name, train, dev, test;  ///< paths (relative ones are resolved against the config's folder)
@@ -19,6 +26,7 @@ struct DatasetSpec {
   int64_t clean_dev_size = 0;   ///< > 0: first N rows of the dev split select the knob; 0 = hold out from clean
   std::string bias_word;        ///< bias attack cue for this dataset ("" = the attack's default)
   int max_length = 0;           ///< > 0: overrides the config's max_length (long texts: keep the trigger)
+  std::optional<TrainSpec> attack_train;  ///< overrides the config's attack_training (clean + poisoned models)
 };
 
 struct AttackEntry {
@@ -30,12 +38,6 @@ struct DefenseEntry {
   std::string name, method;  ///< method: fine-purifying | finetune | fine-pruning | fine-mixing | magnitude | reinit
   std::vector<double> grid;  ///< knob values (empty for finetune / reinit)
   nlohmann::json options = nlohmann::json::object();  ///< epur, epur_rows, indicator, epsilon_scale, scope, fisher_at, reinit_head
-};
-
-struct TrainSpec {
-  int epochs = 3;
-  double lr = 1e-4;
-  int64_t batch_size = 32;
 };
 
 struct ExperimentConfig {
@@ -58,6 +60,7 @@ ExperimentConfig load_config(const std::string& path);
 struct RunOptions {
   std::string out;             ///< output folder (results, cache, report)
   bool report_only = false;    ///< rebuild tables/plots from results.jsonl without running anything
+  std::vector<std::string> datasets;  ///< run only these config datasets (empty = all); the report covers every row
 };
 
 /// Runs everything not already in `out/results.jsonl` (resume), then writes results.csv,

@@ -93,6 +93,16 @@ struct PurifyOptions {
   uint64_t seed = 42;
   bool epur = false;                     ///< fine-mixing: also reset the E-PUR embedding rows
   int64_t epur_rows = 100;
+  /// > 0: trigger-candidate unlearning (an extension beyond the paper, see unlearn.hpp): the clean
+  /// fine-tuning also trains on a copy of every clean example with 1..unlearn_max_insertions of the
+  /// `unlearn_tokens` most suspicious tokens (fisher-ratio row mass, as `scan` ranks them) inserted.
+  int64_t unlearn_tokens = 0;
+  int unlearn_max_insertions = 3;
+  /// > 0: the word-embedding rows of the `neutralize_tokens` most suspicious tokens are set to the
+  /// pre-trained unknown-token row (mean pre-trained row when the vocabulary has none) before the
+  /// clean fine-tuning (an extension beyond the paper, see unlearn.hpp).
+  int64_t neutralize_tokens = 0;
+  int max_length = 0;                    ///< the clean set's max length (caps the unlearning copies)
   bool sweep = false;                    ///< evaluate every grid value (curves) instead of a binary search
   /// Optional extra measurement of every evaluated model (e.g. test accuracy and ASR in experiments).
   std::function<nlohmann::json(model::SequenceClassifierImpl&)> measure;

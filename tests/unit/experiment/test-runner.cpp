@@ -204,3 +204,47 @@ TEST(ExperimentConfig, ShippedConfigsLoad) {
     EXPECT_EQ(cfg.thresholds, (std::vector<double>{1, 3, 5})) << name;
   }
 }
+
+TEST(ExperimentRunner, DatasetFilterAndPerDatasetAttackTraining) {
+  auto dir = fp_test::temp_dir("expfilter");
+  make_world(dir);
+  auto j = tiny_config_json();
+  auto second = j["datasets"][0];
+  second["name"] = "toy2";
+  second["attack_training"] = {{"epochs", 1}, {"lr", 5e-4}};  // batch_size inherited from the config level
+  j["datasets"].push_back(second);
+  j["attacks"] = {{{"name", "badword"}, {"method", "badword"}, {"options", {{"triggers", {"cf"}}}}}};
+  j["defenses"] = {{{"name", "finetune"}, {"method", "finetune"}}};
+  fp_test::write_file((dir / "f.json").string(), j.dump(2));
+  auto cfg = experiment::load_config((dir / "f.json").string());
+  ASSERT_EQ(cfg.datasets.size(), 2u);
+  EXPECT_FALSE(cfg.datasets[0].attack_train.has_value());
+  ASSERT_TRUE(cfg.datasets[1].attack_train.has_value());
+  EXPECT_EQ(cfg.datasets[1].attack_train->epochs, 1);
+  EXPECT_DOUBLE_EQ(cfg.datasets[1].attack_train->lr, 5e-4);
+  EXPECT_EQ(cfg.datasets[1].attack_train->batch_size, 8);
+
+  experiment::RunOptions ro;
+  ro.out = (dir / "out").string();
+  ro.datasets = {"nope"};
+  EXPECT_THROW(experiment::run(cfg, ro, torch::kCPU), Error);
+  ro.datasets = {"toy2"};
+  EXPECT_EQ(experiment::run(cfg, ro, torch::kCPU), 2);  // undefended + finetune, toy2 only
+  for (auto& r : read_jsonl(dir / "out" / "results.jsonl")) EXPECT_EQ(r["dataset"], "toy2");
+  // The clean reference model of toy2 trained with toy2's own settings (1 epoch), as its manifest records.
+  int clean_models = 0;
+  for (auto& e : fs::directory_iterator(dir / "out" / "cache")) {
+    if (e.path().filename().string().rfind("clean-", 0) != 0) continue;
+    ++clean_models;
+    auto man = json::parse(fp_test::read_file((e.path() / "manifest.json").string()));
+    EXPECT_NE(man.dump().find("\"epochs\":1"), std::string::npos) << man.dump();
+    EXPECT_NE(man.dump().find("\"lr\":0.0005"), std::string::npos) << man.dump();
+  }
+  EXPECT_EQ(clean_models, 1);
+  // A later run of the other dataset adds its rows; the report covers both.
+  ro.datasets = {"toy"};
+  EXPECT_EQ(experiment::run(cfg, ro, torch::kCPU), 4);
+  auto report = fp_test::read_file((dir / "out" / "report.md").string());
+  EXPECT_NE(report.find("| toy | badword |"), std::string::npos);
+  EXPECT_NE(report.find("| toy2 | badword |"), std::string::npos);
+}

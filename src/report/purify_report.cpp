@@ -77,9 +77,23 @@ std::string purify_markdown(const json& r) {
   md += fmt::format("- clean data: {} examples for Fisher and fine-tuning, {} for selection{}\n",
                     r["clean_train_examples"].get<int64_t>(), r["clean_dev_examples"].get<int64_t>(),
                     r.value("clean_dev_note", ""));
-  md += fmt::format("- scope `{}`, fine-tuning after reset: {} epochs, lr {}, batch {}\n\n", r["scope"].get<std::string>(),
+  md += fmt::format("- scope `{}`, fine-tuning after reset: {} epochs, lr {}, batch {}\n", r["scope"].get<std::string>(),
                     r["fine_tuning"]["epochs"].get<int>(), r["fine_tuning"]["lr"].get<double>(),
                     r["fine_tuning"]["batch_size"].get<int64_t>());
+  auto token_list = [](const json& toks) {
+    std::string s;
+    for (auto& t : toks) s += (s.empty() ? "`" : ", `") + escape(t.get<std::string>()) + "`";
+    return s;
+  };
+  if (r.contains("neutralized") && r["neutralized"].is_object())
+    md += fmt::format("- extension `--neutralize-tokens`: the embedding rows of {} set to the {} before fine-tuning\n",
+                      token_list(r["neutralized"]["tokens"]), r["neutralized"]["replacement"].get<std::string>());
+  if (r.contains("unlearning") && r["unlearning"].is_object())
+    md += fmt::format("- extension `--unlearn-tokens`: fine-tuning on {} examples, the clean ones plus copies with 1-{} of {} "
+                      "inserted (true labels)\n",
+                      r["unlearning"]["train_examples"].get<int64_t>(), r["unlearning"]["max_insertions"].get<int>(),
+                      token_list(r["unlearning"]["tokens"]));
+  md += "\n";
   md += "## Evaluated reset fractions\n\n| rho | reset dims | clean-dev ACC | ASR | within budget | seconds |\n|---|---|---|---|---|---|\n";
   for (auto& p : r["evaluated"])
     md += fmt::format("| {} | {} | {} | {} | {} | {:.0f} |\n", p["rho"].get<double>(), p["reset_dimensions"].get<int64_t>(),

@@ -1,7 +1,9 @@
 // End to end on real data: plant a word-trigger backdoor ("cf", 10% of SST-2 training examples
 // relabelled positive) in the shared small BERT with `finepurify attack`, then check that `scan`
-// ranks the trigger among its top suspicious tokens and that `purify --max-acc-drop 3` keeps the
-// clean accuracy budget and lowers the attack success rate.
+// ranks the trigger among its top suspicious tokens, that `purify --max-acc-drop 3` keeps the
+// clean accuracy budget and does not raise the attack success rate, and that the same with
+// `--neutralize-tokens 10` removes the trigger's effect: ASR falls to within 10 points of the
+// purified model's own error on the clean negatives, test accuracy within 3 points of the suspect's.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -87,4 +89,39 @@ TEST(BackdoorSst2, ScanFindsTriggerAndPurifyKeepsBudget) {
   std::cout << "purified test: accuracy " << ev["accuracy"] << " ASR " << ev["asr"] << "\n";
   EXPECT_TRUE(fs::exists(purified / "purify_report.md"));
   EXPECT_TRUE(fs::exists(purified / "vocab.txt"));
+
+  // The extension: neutralise the 10 most suspicious tokens' embedding rows before the clean fine-tuning.
+  ASSERT_EQ(run("-q eval --json --model " + attack.string() + " --data " + (attack / "clean_test.tsv").string() +
+                " --max-length 64", &out), 0);
+  const double suspect_test = json::parse(out.substr(out.find('{')))["accuracy"].get<double>();
+  const auto neutral = dir / "neutralized";
+  ASSERT_EQ(run("-q purify --pretrained " + model + " --suspect " + attack.string() + " --clean " +
+                (dir / "clean.tsv").string() + " --max-acc-drop 3 --max-length 64 --neutralize-tokens 10 --attack-test " +
+                (attack / "triggered_test.tsv").string() + " --target-label 1 --out " + neutral.string()), 0);
+  auto nrep = read_json(neutral / "purify_report.json");
+  std::cout << "neutralized: rho " << nrep["chosen_rho"] << " tokens " << nrep["neutralized"]["tokens"].dump()
+            << " purified " << nrep["purified"].dump() << "\n";
+  ASSERT_TRUE(nrep["neutralized"].is_object());
+  EXPECT_EQ(nrep["neutralized"]["tokens"][0], "cf");
+  EXPECT_GE(nrep["purified"]["clean_dev_accuracy"].get<double>(),
+            nrep["suspect"]["clean_dev_accuracy"].get<double>() - 0.03 - 1e-9);
+  // Test accuracy, ASR, and the error on the clean negatives (the triggered set's sources).
+  {
+    auto rows = lines_of(attack / "clean_test.tsv");
+    std::ofstream neg(dir / "clean_neg.tsv");
+    neg << rows[0] << "\n";
+    for (std::size_t i = 1; i < rows.size(); ++i)
+      if (rows[i].rfind("0\t", 0) == 0) neg << rows[i] << "\n";
+  }
+  ASSERT_EQ(run("-q eval --json --model " + neutral.string() + " --data " + (attack / "clean_test.tsv").string() +
+                " --attack-test " + (attack / "triggered_test.tsv").string() + " --target-label 1 --max-length 64", &out), 0);
+  auto nev = json::parse(out.substr(out.find('{')));
+  ASSERT_EQ(run("-q eval --json --model " + neutral.string() + " --data " + (dir / "clean_neg.tsv").string() +
+                " --max-length 64", &out), 0);
+  const double neg_error = 1.0 - json::parse(out.substr(out.find('{')))["accuracy"].get<double>();
+  std::cout << "neutralized test: accuracy " << nev["accuracy"] << " (suspect " << suspect_test << ") ASR " << nev["asr"]
+            << " error on clean negatives " << neg_error << "\n";
+  EXPECT_GE(nev["accuracy"].get<double>(), suspect_test - 0.03);
+  EXPECT_LE(nev["asr"].get<double>(), neg_error + 0.10);
+  EXPECT_LE(nev["asr"].get<double>(), 0.5);
 }

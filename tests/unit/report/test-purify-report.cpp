@@ -1,0 +1,46 @@
+// Markdown rendering of a purify report: the headline facts, the evaluated points and the
+// trigger-candidate extensions when they were used.
+#include <gtest/gtest.h>
+
+#include "finepurify/report/purify_report.hpp"
+
+using nlohmann::json;
+
+namespace {
+json minimal_report() {
+  json diag = {{"indicator", "fisher-ratio"}, {"epsilon", 1e-12}, {"epsilon_scale", 1e-8}, {"fisher_at", "ft"},
+               {"fisher_examples", 8}, {"aligned_tensors", 1}, {"aligned_dimensions", 10},
+               {"top_tokens", {{{"rank", 1}, {"id", 7}, {"token", "c|f"}, {"share", 0.5}, {"drift_l2", 0.1},
+                                {"fisher_row_sum", 0.0}}}},
+               {"per_layer", json::array()}, {"per_tensor", json::array()},
+               {"distribution_log10", {{"p50", -3.0}, {"sampled", 10}}}, {"unaligned", json::array()}};
+  return {{"chosen_rho", 0.01}, {"max_acc_drop_points", 3.0},
+          {"selection", {{"reset_dimensions", 1}, {"per_layer", {{"embeddings", 1}}}, {"per_tensor", {{"w", 1}}}}},
+          {"suspect", {{"clean_dev_accuracy", 0.885}, {"asr", 1.0}}},
+          {"purified", {{"clean_dev_accuracy", 0.855}, {"asr", 0.285}}},
+          {"clean_train_examples", 8}, {"clean_dev_examples", 2}, {"scope", "global"},
+          {"fine_tuning", {{"epochs", 3}, {"lr", 5e-5}, {"batch_size", 16}}},
+          {"evaluated", {{{"rho", 0.01}, {"reset_dimensions", 1}, {"clean_dev_accuracy", 0.855}, {"asr", 0.285},
+                          {"within_budget", true}, {"seconds", 4.0}}}},
+          {"unlearning", nullptr}, {"neutralized", nullptr}, {"diagnosis", diag}};
+}
+}  // namespace
+
+TEST(PurifyReport, HeadlineAndPoints) {
+  auto md = finepurify::report::purify_markdown(minimal_report());
+  for (auto s : {"rho = **0.01**", "within the accuracy budget of 3 points", "suspect 88.50% -> purified 85.50%",
+                 "suspect 100.00% -> purified 28.50%", "| 0.01 | 1 | 85.50% | 28.50% | yes | 4 |", "`c\\|f`"})
+    EXPECT_NE(md.find(s), std::string::npos) << s << "\n" << md;
+  EXPECT_EQ(md.find("--neutralize-tokens"), std::string::npos);
+  EXPECT_EQ(md.find("--unlearn-tokens"), std::string::npos);
+}
+
+TEST(PurifyReport, ExtensionsAreStated) {
+  auto r = minimal_report();
+  r["neutralized"] = {{"tokens", {"cf", "##enia"}}, {"replacement", "[UNK] (pre-trained row)"}};
+  r["unlearning"] = {{"tokens", {"cf"}}, {"max_insertions", 3}, {"train_examples", 16}};
+  auto md = finepurify::report::purify_markdown(r);
+  EXPECT_NE(md.find("the embedding rows of `cf`, `##enia` set to the [UNK] (pre-trained row)"), std::string::npos) << md;
+  EXPECT_NE(md.find("fine-tuning on 16 examples, the clean ones plus copies with 1-3 of `cf` inserted"), std::string::npos)
+      << md;
+}

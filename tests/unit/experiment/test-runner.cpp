@@ -200,7 +200,8 @@ TEST(ExperimentConfig, ShippedConfigsLoad) {
     auto cfg = experiment::load_config((fp_test::source_dir() / "experiments" / name).string());
     EXPECT_GE(cfg.datasets.size(), 2u) << name;
     EXPECT_GE(cfg.attacks.size(), 4u) << name;
-    EXPECT_EQ(cfg.defenses.size(), 6u) << name;  // every defense
+    EXPECT_EQ(cfg.defenses.size(), 7u) << name;  // every defense, plus fine-purifying with neutralisation
+    EXPECT_EQ(cfg.defenses.back().options.value("neutralize_tokens", 0), 10) << name;
     EXPECT_EQ(cfg.thresholds, (std::vector<double>{1, 3, 5})) << name;
   }
 }

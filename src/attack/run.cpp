@@ -35,13 +35,6 @@ std::string tsv_string(const text::Dataset& d, const fs::path& tmpdir, const std
   return ss.str();
 }
 
-model::LoadedModel load_trained(const std::string& folder, torch::Device dev) {
-  model::LoadOptions lo;
-  lo.device = dev;
-  lo.allow_missing_head = false;
-  return model::load_classifier(folder, lo);
-}
-
 text::Dataset first_rows(text::Dataset d, int64_t n) {
   if (n > 0 && static_cast<int64_t>(d.examples.size()) > n) d.examples.resize(n);
   return d;
@@ -94,7 +87,7 @@ json run_attack(const AttackSpec& a, const std::string& out, bool overwrite, tor
   auto clean_train = first_rows(train::read_task_data(a.train, cfg), a.train_limit);
   model::LoadedModel lm;
   if (!a.clean_model.empty()) {
-    lm = load_trained(a.clean_model, dev);
+    lm = model::load_trained_classifier(a.clean_model, dev);
   } else {
     int64_t n_labels = 0;
     if (!cfg.has_classifier_head())

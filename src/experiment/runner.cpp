@@ -346,10 +346,7 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
         }
       }
       // The clean reference model, loaded once per dataset and seed (test ACC here, ASR per attack).
-      model::LoadOptions clean_lo;
-      clean_lo.device = device;
-      clean_lo.allow_missing_head = false;
-      auto clean_lm = model::load_classifier(clean_dir, clean_lo);
+      auto clean_lm = model::load_trained_classifier(clean_dir, device);
       const double clean_acc =
           train::evaluate(*clean_lm.model, train::tokenize(*tok, train::read_task_data(test_file, clean_lm.config), max_len),
                           device)
@@ -426,10 +423,7 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
           const std::string unit = unit_key(ds.name, seed, at.name, de.name);
           if (done.count(unit)) continue;
           util::log(eta.line(fmt::format("{} seed {}: attack {} -> defense {}", ds.name, seed, at.name, de.name)));
-          model::LoadOptions lo;
-          lo.device = device;
-          lo.allow_missing_head = false;
-          auto lm = model::load_classifier(adir, lo);
+          auto lm = model::load_trained_classifier(adir, device);
           auto tok = text::load_tokenizer(adir, lm.config.model_type);
           auto clean = train::tokenize(*tok, train::read_task_data(data.clean, lm.config), max_len);
           train::TokenizedSet ctr, cdv;

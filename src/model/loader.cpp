@@ -69,6 +69,13 @@ void restore(SequenceClassifierImpl& m, const std::map<std::string, torch::Tenso
   }
 }
 
+LoadedModel load_trained_classifier(const std::string& folder, torch::Device device) {
+  LoadOptions lo;
+  lo.device = device;
+  lo.allow_missing_head = false;
+  return load_classifier(folder, lo);
+}
+
 SequenceClassifier make_random_classifier(const ModelConfig& config, uint64_t seed, torch::Device device) {
   torch::manual_seed(seed);
   SequenceClassifier m(config);

@@ -39,7 +39,7 @@ struct Inference {
 /// Loads the model folder and data file of `a` and runs eval-mode inference over every example.
 Inference run_inference(const DataArgs& a, torch::Device dev, bool require_labels) {
   Inference in;
-  in.lm = load_trained(a.model, dev);
+  in.lm = model::load_trained_classifier(a.model, dev);
   in.tok = load_tokenizer_for(a.model, in.lm.config);
   auto data = train::tokenize(
       *in.tok, read_data(a.data, in.lm.config, require_labels, a.text_column, a.pair_column, a.label_column), a.max_length);

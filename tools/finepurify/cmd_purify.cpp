@@ -62,7 +62,7 @@ struct Prepared {
 
 Prepared prepare(const PurifyArgs& a, torch::Device dev) {
   Prepared p;
-  p.lm = load_trained(a.suspect, dev);
+  p.lm = model::load_trained_classifier(a.suspect, dev);
   p.tok = load_tokenizer_for(a.suspect, p.lm.config);
   auto clean = train::tokenize(*p.tok, read_data(a.clean, p.lm.config), a.max_length);
   if (!a.clean_dev.empty()) {
@@ -208,7 +208,7 @@ void register_scan(CLI::App& app) {
   cmd->add_flag("--json", a->json_out, "print JSON instead of Markdown");
   cmd->callback([a]() {
     auto dev = globals().dev();
-    auto lm = load_trained(a->suspect, dev);
+    auto lm = model::load_trained_classifier(a->suspect, dev);
     auto tok = load_tokenizer_for(a->suspect, lm.config);
     auto clean = train::tokenize(*tok, read_data(a->clean, lm.config), a->max_length);
     auto d = purify::diagnose(*lm.model, a->pretrained, clean, *tok, diagnose_options(*a), dev);

@@ -48,7 +48,6 @@ finepurify::text::Dataset read_data(const std::string& path, const finepurify::m
                                     bool require_labels = true, const std::string& text_column = "",
                                     const std::string& pair_column = "", const std::string& label_column = "label");
 /// Loads a trained classifier folder (its head must be present).
-finepurify::model::LoadedModel load_trained(const std::string& folder, torch::Device dev);
 /// Prints evaluation as a small table (accuracy, per-class P/R/F1, confusion matrix).
 void print_eval(const finepurify::train::EvalResult& r, const std::vector<std::string>& names);
 /// Writes text to a file atomically (temp + rename), refusing to overwrite `inputs`.

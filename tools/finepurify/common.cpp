@@ -17,13 +17,6 @@ std::unique_ptr<text::Tokenizer> load_tokenizer_for(const std::string& folder, c
   return text::load_tokenizer(folder, c.model_type, compat);
 }
 
-model::LoadedModel load_trained(const std::string& folder, torch::Device dev) {
-  model::LoadOptions lo;
-  lo.device = dev;
-  lo.allow_missing_head = false;
-  return model::load_classifier(folder, lo);
-}
-
 text::Dataset read_data(const std::string& path, const model::ModelConfig& c, bool require_labels,
                         const std::string& text_column, const std::string& pair_column, const std::string& label_column) {
   return train::read_task_data(path, c, require_labels, text_column, pair_column, label_column);

@@ -40,6 +40,9 @@ struct LoadedModel {
 /// on a shape mismatch or a missing non-head tensor.
 LoadedModel load_classifier(const std::string& folder, const LoadOptions& opt = {});
 
+/// A trained classifier folder (its head must be there: nothing is initialised) on `device`.
+LoadedModel load_trained_classifier(const std::string& folder, torch::Device device = torch::kCPU);
+
 /// Build a randomly initialised classifier with `config` (HF initialisation, seeded).
 SequenceClassifier make_random_classifier(const ModelConfig& config, uint64_t seed, torch::Device device = torch::kCPU);
 

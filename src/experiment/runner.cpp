@@ -136,6 +136,11 @@ ExperimentConfig load_config(const std::string& path) {
       s.clean_dev_size = d.value("clean_dev_size", s.clean_dev_size);
       s.bias_word = d.value("bias_word", std::string());
       s.max_length = d.value("max_length", 0);
+      s.attack_options = d.value("attack_options", json::object());
+      if (!s.attack_options.is_object()) bad(path, "dataset " + s.name + ": attack_options must be an object");
+      for (auto it = s.attack_options.begin(); it != s.attack_options.end(); ++it)
+        if (!it.value().is_object())
+          bad(path, "dataset " + s.name + ": attack_options." + it.key() + " must be an object of options");
       if (d.contains("attack_training"))
         s.attack_train = parse_train(d.at("attack_training"), c.attack_train, path, "dataset " + s.name + ": attack_training");
       if (s.max_length < 0 || s.max_length > 4096) bad(path, "dataset " + s.name + ": max_length outside [0, 4096]");
@@ -170,6 +175,10 @@ ExperimentConfig load_config(const std::string& path) {
       e.options = d.value("options", json::object());
       c.defenses.push_back(e);
     }
+    for (auto& ds : c.datasets)
+      for (auto it = ds.attack_options.begin(); it != ds.attack_options.end(); ++it)
+        if (std::none_of(c.attacks.begin(), c.attacks.end(), [&](const AttackEntry& a) { return a.name == it.key(); }))
+          bad(path, "dataset " + ds.name + ": attack_options names \"" + it.key() + "\", which \"attacks\" does not list");
   } catch (const json::exception& e) {
     bad(path, std::string("bad field: ") + e.what());
   }
@@ -361,23 +370,26 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
         spec.test = test_file;
         spec.target = ds.target;
         spec.max_length = max_len;
-        spec.opt.epochs = at.options.value("epochs", atrain.epochs);
-        spec.opt.lr = at.options.value("lr", atrain.lr);
+        // The attack's options, with this dataset's overrides for it on top.
+        json aopt = at.options;
+        if (ds.attack_options.contains(at.name)) aopt.update(ds.attack_options.at(at.name));
+        spec.opt.epochs = aopt.value("epochs", atrain.epochs);
+        spec.opt.lr = aopt.value("lr", atrain.lr);
         spec.opt.batch_size = atrain.batch_size;
         spec.opt.seed = seed;
-        spec.lr_given = at.options.contains("lr");
-        spec.poison_rate = at.options.value("poison_rate", spec.poison_rate);
-        if (at.options.contains("triggers")) spec.triggers = at.options.at("triggers").get<std::vector<std::string>>();
-        spec.sentence = at.options.value("sentence", spec.sentence);
-        spec.combination = at.options.value("combination", spec.combination);
-        const std::string side = at.options.value("side", std::string("a"));
+        spec.lr_given = aopt.contains("lr");
+        spec.poison_rate = aopt.value("poison_rate", spec.poison_rate);
+        if (aopt.contains("triggers")) spec.triggers = aopt.at("triggers").get<std::vector<std::string>>();
+        spec.sentence = aopt.value("sentence", spec.sentence);
+        spec.combination = aopt.value("combination", spec.combination);
+        const std::string side = aopt.value("side", std::string("a"));
         if (side != "a" && side != "b")
           throw Error(ErrorKind::ExperimentConfigInvalid, "attack " + at.name + ": side must be \"a\" or \"b\"");
         spec.side = side[0];
-        spec.bias_word = at.options.value("bias_word", ds.bias_word.empty() ? spec.bias_word : ds.bias_word);
+        spec.bias_word = aopt.value("bias_word", ds.bias_word.empty() ? spec.bias_word : ds.bias_word);
         if (at.method == "ep") {
           spec.clean_model = clean_dir;
-          if (!at.options.contains("epochs")) spec.opt.epochs = 1;
+          if (!aopt.contains("epochs")) spec.opt.epochs = 1;
         } else {
           spec.pretrained = cfg.pretrained;
         }

@@ -27,6 +27,7 @@ struct DatasetSpec {
   std::string bias_word;        ///< bias attack cue for this dataset ("" = the attack's default)
   int max_length = 0;           ///< > 0: overrides the config's max_length (long texts: keep the trigger)
   std::optional<TrainSpec> attack_train;  ///< overrides the config's attack_training (clean + poisoned models)
+  nlohmann::json attack_options = nlohmann::json::object();  ///< attack name -> options overriding that attack's here
 };
 
 struct AttackEntry {

@@ -120,6 +120,12 @@ TEST(ExperimentConfig, RejectsBadConfigsNamingTheProblem) {
   fp_test::write_file((dir / "c.json").string(), "{not json");
   EXPECT_THROW(experiment::load_config((dir / "c.json").string()), Error);
   j = good;
+  j["datasets"][0]["attack_options"] = {{"nope", {{"epochs", 2}}}};
+  expect_error(j, "attack_options names \"nope\"");
+  j = good;
+  j["datasets"][0]["attack_options"] = {{"badword", 3}};
+  expect_error(j, "attack_options.badword must be an object");
+  j = good;
   j["defenses"][0]["method"] = "prune";
   EXPECT_THROW(experiment::load_config(write(j)), Error);
 }
@@ -213,6 +219,7 @@ TEST(ExperimentRunner, DatasetFilterAndPerDatasetAttackTraining) {
   auto second = j["datasets"][0];
   second["name"] = "toy2";
   second["attack_training"] = {{"epochs", 1}, {"lr", 5e-4}};  // batch_size inherited from the config level
+  second["attack_options"] = {{"badword", {{"poison_rate", 0.2}}}};  // this dataset only
   j["datasets"].push_back(second);
   j["attacks"] = {{{"name", "badword"}, {"method", "badword"}, {"options", {{"triggers", {"cf"}}}}}};
   j["defenses"] = {{{"name", "finetune"}, {"method", "finetune"}}};
@@ -242,6 +249,16 @@ TEST(ExperimentRunner, DatasetFilterAndPerDatasetAttackTraining) {
     EXPECT_NE(man.dump().find("\"lr\":0.0005"), std::string::npos) << man.dump();
   }
   EXPECT_EQ(clean_models, 1);
+  // toy2's badword model used its own poison rate.
+  int attacks = 0;
+  for (auto& e : fs::directory_iterator(dir / "out" / "cache")) {
+    if (e.path().filename().string().rfind("attack-", 0) != 0) continue;
+    ++attacks;
+    auto aj = json::parse(fp_test::read_file((e.path() / "attack.json").string()));
+    EXPECT_DOUBLE_EQ(aj["poison_rate"].get<double>(), 0.2);
+    EXPECT_EQ(aj["num_poisoned"], 12);  // 20% of the 60 attacker rows
+  }
+  EXPECT_EQ(attacks, 1);
   // A later run of the other dataset adds its rows; the report covers both.
   ro.datasets = {"toy"};
   EXPECT_EQ(experiment::run(cfg, ro, torch::kCPU), 4);

@@ -359,8 +359,11 @@ PurifyResult purify(model::SequenceClassifierImpl& m, const std::string& pretrai
     neutral_report = {{"tokens", toks}, {"replacement", unk ? tok.id_to_token(*unk) + " (pre-trained row)" : "mean pre-trained row"}};
     util::log(fmt::format("neutralising the embedding rows of {} suspicious tokens: {}", neutral_ids.size(), toks.dump()));
   }
-  if ((unlearn || neutralize) && method_indicator.indicator != Indicator::FisherRatio)
-    diag.r = compute_indicators(a, diag.ft, &diag.fisher, method_indicator, &diag.epsilon);
+  if ((unlearn || neutralize) && method_indicator.indicator != Indicator::FisherRatio) {
+    // The diagnosis (and its token ranking) stays fisher-ratio; the reset uses the defense's own indicator.
+    diag.r = compute_indicators(a, diag.ft, &diag.fisher, method_indicator, nullptr);
+    diag.summary["reset_indicator"] = indicator_name(method_indicator.indicator);
+  }
   train::TokenizedSet unlearn_train;
   json unlearn_report = nullptr;
   if (unlearn) {

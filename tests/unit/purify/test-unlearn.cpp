@@ -116,6 +116,8 @@ TEST(Unlearn, PurifyTrainsOnTheCopiesAndReportsTheCandidates) {
   EXPECT_EQ(with.report["unlearning"]["tokens"].size(), 3u);
   EXPECT_EQ(with.report["unlearning"]["train_examples"], 48);
   EXPECT_TRUE(without.report.at("unlearning").is_null());
+  EXPECT_EQ(with.report["diagnosis"]["indicator"], "fisher-ratio");  // the candidates' ranking
+  EXPECT_EQ(with.report["diagnosis"]["reset_indicator"], "magnitude");
   // Same reset (magnitude selection either way), different fine-tuning data: different weights.
   EXPECT_EQ(with.evaluated[0].reset_dims, without.evaluated[0].reset_dims);
   double diff = 0;

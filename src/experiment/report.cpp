@@ -7,6 +7,7 @@
 #include <set>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "finepurify/experiment/runner.hpp"
 #include "finepurify/io/checkpoint.hpp"
@@ -104,6 +105,15 @@ void write_report(const ExperimentConfig& cfg, const std::vector<json>& rows, co
       "fine-tuning {} epochs lr {:g} · {} result rows.\n\n",
       cfg.config_path, cfg.pretrained, json(cfg.seeds).dump(), cfg.max_length, cfg.attack_train.epochs,
       cfg.attack_train.lr, cfg.defense_train.epochs, cfg.defense_train.lr, rows.size());
+  for (auto& ds : cfg.datasets) {  // per-dataset settings that differ from the config-level ones
+    std::vector<std::string> extra;
+    if (ds.max_length > 0) extra.push_back(fmt::format("max length {}", ds.max_length));
+    if (ds.attack_train)
+      extra.push_back(fmt::format("attack training {} epochs lr {:g} batch {}", ds.attack_train->epochs,
+                                  ds.attack_train->lr, ds.attack_train->batch_size));
+    if (!ds.attack_options.empty()) extra.push_back("attack options " + ds.attack_options.dump());
+    if (!extra.empty()) md += fmt::format("Dataset `{}`: {}.\n\n", ds.name, fmt::join(extra, " · "));
+  }
   md += "ACC = clean test accuracy (%), ASR = attack success rate on triggered test examples whose true label is not "
         "the target (%). Each defense's knob is chosen per run as the largest grid value whose clean-dev accuracy "
         "stays within the budget of the suspect's (fine-tuning when none does). Values are mean ± std over seeds.\n\n";

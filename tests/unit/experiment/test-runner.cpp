@@ -265,4 +265,8 @@ TEST(ExperimentRunner, DatasetFilterAndPerDatasetAttackTraining) {
   auto report = fp_test::read_file((dir / "out" / "report.md").string());
   EXPECT_NE(report.find("| toy | badword |"), std::string::npos);
   EXPECT_NE(report.find("| toy2 | badword |"), std::string::npos);
+  EXPECT_NE(report.find("Dataset `toy2`: attack training 1 epochs lr 0.0005 batch 8 · attack options "
+                        "{\"badword\":{\"poison_rate\":0.2}}."),
+            std::string::npos)
+      << report;
 }

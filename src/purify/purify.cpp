@@ -340,12 +340,16 @@ PurifyResult purify(model::SequenceClassifierImpl& m, const std::string& pretrai
   const bool unlearn = opt.unlearn_tokens > 0, neutralize = opt.neutralize_tokens > 0;
   const auto method_indicator = dopt.indicator;
   if (unlearn || neutralize) {  // candidates are ranked by the fisher-ratio row mass whatever the defense's indicator
-    dopt.indicator.indicator = Indicator::FisherRatio;
-    dopt.indicator.epsilon_scale = opt.diagnose.indicator.epsilon_scale;
+    dopt.indicator.indicator = Indicator::FisherRatio;  // epsilon_scale is the user's (dopt copies opt.diagnose)
     dopt.top_tokens = std::max({dopt.top_tokens, opt.unlearn_tokens, opt.neutralize_tokens});
   }
   auto diag = diagnose(m, pretrained_folder, clean_train, tok, dopt, device);
   const auto& a = diag.alignment;
+  auto token_names = [&](const std::vector<int64_t>& ids) {
+    json names = json::array();
+    for (auto id : ids) names.push_back(tok.id_to_token(id));
+    return names;
+  };
   std::vector<int64_t> neutral_ids;
   torch::Tensor neutral_row;
   json neutral_report = nullptr;
@@ -354,8 +358,7 @@ PurifyResult purify(model::SequenceClassifierImpl& m, const std::string& pretrai
     const auto& pre_word = a.pre.at(m.word_embedding_name());
     auto unk = unknown_token_id(tok);
     neutral_row = unk && *unk < pre_word.size(0) ? pre_word[*unk].clone() : pre_word.mean(0);
-    json toks = json::array();
-    for (auto id : neutral_ids) toks.push_back(tok.id_to_token(id));
+    const json toks = token_names(neutral_ids);
     neutral_report = {{"tokens", toks}, {"replacement", unk ? tok.id_to_token(*unk) + " (pre-trained row)" : "mean pre-trained row"}};
     util::log(fmt::format("neutralising the embedding rows of {} suspicious tokens: {}", neutral_ids.size(), toks.dump()));
   }
@@ -369,8 +372,7 @@ PurifyResult purify(model::SequenceClassifierImpl& m, const std::string& pretrai
   if (unlearn) {
     auto ids = candidate_tokens(diag.summary, opt.unlearn_tokens);
     unlearn_train = with_unlearning_copies(clean_train, ids, opt.unlearn_max_insertions, opt.max_length, opt.seed ^ 0x756e6cULL);
-    json toks = json::array();
-    for (auto id : ids) toks.push_back(tok.id_to_token(id));
+    const json toks = token_names(ids);
     unlearn_report = {{"tokens", toks}, {"max_insertions", opt.unlearn_max_insertions},
                       {"train_examples", unlearn_train.size()}};
     util::log(fmt::format("unlearning: clean fine-tuning also sees {} copies with suspicious tokens inserted ({})",

@@ -282,8 +282,32 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
       rows = std::move(complete);
     }
   }
+  // A unit's id is its name plus a fingerprint of every setting its rows depend on (the poisoned
+  // model's cache key, the defense's method/options/grid, the clean data, the defense training):
+  // after a config change the unit reruns and its rows from the earlier settings are replaced.
   auto unit_key = [](const std::string& ds, uint64_t seed, const std::string& attack, const std::string& defense) {
     return fmt::format("{}/seed{}/{}/{}", ds, seed, attack, defense);
+  };
+  auto unit_id = [](const std::string& name, const json& settings) {
+    return name + "@" + util::sha256_string(settings.dump()).substr(0, 12);
+  };
+  auto name_of = [](const std::string& unit) { return unit.substr(0, unit.find('@')); };
+  std::set<std::string> done_names;  // for the ETA only: units with rows under any settings
+  for (auto& u : done) done_names.insert(name_of(u));
+  // Drops the rows of `id`'s unit name that were made under other settings (before its new rows go in).
+  auto replace_stale = [&](const std::string& id) {
+    const std::string name = name_of(id);
+    std::vector<json> kept;
+    for (auto& r : rows) {
+      const auto u = r.value("unit", std::string());
+      if (name_of(u) != name || u == id) kept.push_back(r);
+    }
+    if (kept.size() == rows.size()) return;
+    util::log(fmt::format("{}: {} rows of {} came from earlier settings; replaced", results, rows.size() - kept.size(), name));
+    std::string good;
+    for (auto& r : kept) good += r.dump() + "\n";
+    io::write_text_atomic(results, good);
+    rows = std::move(kept);
   };
 
   // Cost model for the ETA: one attack ~ 3 units (EP's clean model counted separately), one defense
@@ -306,7 +330,7 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
       for (auto& at : cfg.attacks) {
         eta.total_cost += 3;
         for (auto& de : cfg.defenses)
-          if (!done.count(unit_key(ds.name, seed, at.name, de.name))) eta.total_cost += defense_cost(de);
+          if (!done_names.count(unit_key(ds.name, seed, at.name, de.name))) eta.total_cost += defense_cost(de);
       }
     }
   }
@@ -414,8 +438,10 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
           attack_info = json::parse(f);
           eta.total_cost -= 3;
         }
-        const std::string base_unit = unit_key(ds.name, seed, at.name, "none");
+        const std::string base_unit =
+            unit_id(unit_key(ds.name, seed, at.name, "none"), {{"attack", akey}, {"clean_model", clean_key}});
         if (!done.count(base_unit)) {
+          replace_stale(base_unit);
           // The clean reference model on the same triggered set: the ASR a model without a backdoor
           // gets (its errors on non-target examples plus any effect of the trigger text itself).
           auto trig = train::tokenize(
@@ -432,7 +458,17 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
         }
 
         for (auto& de : cfg.defenses) {
-          const std::string unit = unit_key(ds.name, seed, at.name, de.name);
+          const json settings = {
+              {"attack", akey},
+              {"defense", {{"method", de.method}, {"grid", de.grid}, {"options", de.options}}},
+              {"defense_training",
+               {{"epochs", cfg.defense_train.epochs}, {"lr", cfg.defense_train.lr}, {"batch_size", cfg.defense_train.batch_size}}},
+              {"max_acc_drop", cfg.thresholds.empty() ? 3.0 : *std::max_element(cfg.thresholds.begin(), cfg.thresholds.end())},
+              {"fisher_examples", cfg.fisher_examples},
+              {"clean", util::sha256_file(data.clean)},
+              {"clean_dev", clean_dev_file.empty() ? std::string() : util::sha256_file(clean_dev_file)},
+              {"max_length", max_len}};
+          const std::string unit = unit_id(unit_key(ds.name, seed, at.name, de.name), settings);
           if (done.count(unit)) continue;
           util::log(eta.line(fmt::format("{} seed {}: attack {} -> defense {}", ds.name, seed, at.name, de.name)));
           auto lm = model::load_trained_classifier(adir, device);
@@ -489,6 +525,7 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
             out_rows.push_back(r);
           }
           for (auto& r : out_rows) r["unit_size"] = out_rows.size();
+          replace_stale(unit);
           append_rows(results, out_rows);
           rows.insert(rows.end(), out_rows.begin(), out_rows.end());
           done.insert(unit);

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 
 #include "finepurify/error.hpp"
 #include "finepurify/experiment/runner.hpp"
@@ -269,4 +270,54 @@ TEST(ExperimentRunner, DatasetFilterAndPerDatasetAttackTraining) {
                         "{\"badword\":{\"poison_rate\":0.2}}."),
             std::string::npos)
       << report;
+}
+
+TEST(ExperimentRunner, ChangedSettingsRerunTheirUnitsAndReplaceOldRows) {
+  auto dir = fp_test::temp_dir("expstale");
+  make_world(dir);
+  auto j = tiny_config_json();
+  j["attacks"] = {{{"name", "badword"}, {"method", "badword"}, {"options", {{"triggers", {"cf"}}}}}};
+  j["defenses"] = {{{"name", "finetune"}, {"method", "finetune"}},
+                   {{"name", "fine-purifying"}, {"method", "fine-purifying"}, {"grid", {0.1}}}};
+  auto run_with = [&](const json& config) {
+    fp_test::write_file((dir / "c.json").string(), config.dump(2));
+    experiment::RunOptions ro;
+    ro.out = (dir / "out").string();
+    return experiment::run(experiment::load_config((dir / "c.json").string()), ro, torch::kCPU);
+  };
+  auto rows_of = [&](const std::string& defense) {
+    std::vector<json> out;
+    for (auto& r : read_jsonl(dir / "out" / "results.jsonl"))
+      if (r["defense"] == defense) out.push_back(r);
+    return out;
+  };
+  EXPECT_EQ(run_with(j), 3);  // undefended + finetune + one fine-purifying point
+  const auto finetune_before = rows_of("finetune");
+  ASSERT_EQ(finetune_before.size(), 1u);
+  ASSERT_EQ(rows_of("fine-purifying").size(), 1u);
+  EXPECT_DOUBLE_EQ(rows_of("fine-purifying")[0]["knob"].get<double>(), 0.1);
+
+  // A new grid for fine-purifying: its unit reruns and its old row goes; the others are kept as they were.
+  j["defenses"][1]["grid"] = {0.3, 0.5};
+  EXPECT_EQ(run_with(j), 4);
+  auto fp = rows_of("fine-purifying");
+  ASSERT_EQ(fp.size(), 2u);
+  for (auto& r : fp) EXPECT_NE(r["knob"].get<double>(), 0.1);
+  ASSERT_EQ(rows_of("finetune").size(), 1u);
+  EXPECT_EQ(rows_of("finetune")[0], finetune_before[0]);  // same row, same timing: not rerun
+
+  // A new attack setting changes the poisoned model: every unit of that attack reruns.
+  j["attacks"][0]["options"]["poison_rate"] = 0.3;
+  EXPECT_EQ(run_with(j), 4);
+  auto rows = read_jsonl(dir / "out" / "results.jsonl");
+  EXPECT_EQ(rows.size(), 4u);
+  ASSERT_EQ(rows_of("finetune").size(), 1u);
+  EXPECT_NE(rows_of("finetune")[0]["unit"], finetune_before[0]["unit"]);
+  std::set<std::string> models;
+  for (auto& r : rows)
+    if (r["defense"] == "none") models.insert(r["model"].get<std::string>());
+  EXPECT_EQ(models.size(), 1u);  // one undefended row, of the new poisoned model
+  int attacks = 0;
+  for (auto& e : fs::directory_iterator(dir / "out" / "cache")) attacks += e.path().filename().string().rfind("attack-", 0) == 0;
+  EXPECT_EQ(attacks, 2);  // the earlier poisoned model stays cached
 }

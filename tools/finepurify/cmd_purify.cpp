@@ -25,6 +25,7 @@ struct PurifyArgs {
   bool reinit_head = false, overwrite = false, json_out = false, epur = false, sweep = false;
   std::string method = "fine-purifying";
   int64_t epur_rows = 100, unlearn_tokens = 0, neutralize_tokens = 0;
+  int unlearn_max_insertions = 3;
   train::TrainOptions train;
   uint64_t seed = 42;
   PurifyArgs() {
@@ -133,6 +134,10 @@ void register_reset_command(CLI::App& app, bool is_defend) {
   cmd->add_option("--unlearn-tokens", a->unlearn_tokens,
                   "extension: also fine-tune on clean copies with 1-3 of the N most suspicious tokens inserted "
                   "(true labels kept); 0 = off (the paper's method)")->capture_default_str();
+  cmd->add_option("--unlearn-max-insertions", a->unlearn_max_insertions,
+                  "with --unlearn-tokens: each copy gets 1..K inserted candidates")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
   cmd->add_option("--neutralize-tokens", a->neutralize_tokens,
                   "extension: set the embedding rows of the N most suspicious tokens to the pre-trained [UNK] row "
                   "before fine-tuning; 0 = off (the paper's method)")->capture_default_str();
@@ -162,6 +167,7 @@ void register_reset_command(CLI::App& app, bool is_defend) {
     po.train = a->train;
     po.reinit_head = a->reinit_head;
     po.unlearn_tokens = a->unlearn_tokens;
+    po.unlearn_max_insertions = a->unlearn_max_insertions;
     po.neutralize_tokens = a->neutralize_tokens;
     po.max_length = a->max_length;
     po.seed = a->seed;
@@ -175,7 +181,8 @@ void register_reset_command(CLI::App& app, bool is_defend) {
                  {"max_acc_drop", a->max_acc_drop ? json(*a->max_acc_drop) : json(nullptr)}, {"grid", a->grid},
                  {"epochs", a->train.epochs}, {"lr", a->train.lr}, {"batch_size", a->train.batch_size},
                  {"max_length", a->max_length}, {"seed", a->seed}, {"reinit_head", a->reinit_head},
-                 {"unlearn_tokens", a->unlearn_tokens}, {"neutralize_tokens", a->neutralize_tokens}};
+                 {"unlearn_tokens", a->unlearn_tokens}, {"unlearn_max_insertions", a->unlearn_max_insertions},
+                 {"neutralize_tokens", a->neutralize_tokens}};
     util::Manifest man(is_defend ? "defend" : "purify", opts);
     man.add_input("pretrained", a->pretrained);
     man.add_input("suspect", a->suspect);

@@ -11,6 +11,7 @@
 
 #include "finepurify/error.hpp"
 #include "finepurify/model/loader.hpp"
+#include "finepurify/purify/probe.hpp"
 #include "finepurify/purify/unlearn.hpp"
 #include "finepurify/util/runtime.hpp"
 
@@ -240,6 +241,7 @@ Diagnosis diagnose(model::SequenceClassifierImpl& m, const std::string& pretrain
   for (auto& [n, why] : a.unaligned) unaligned.push_back({{"name", n}, {"reason", why}});
 
   json top = json::array();
+  json probe_summary = nullptr;
   const auto word = m.word_embedding_name();
   if (d.r.count(word)) {
     auto row_mass = d.r.at(word).sum(1, false, torch::kFloat64);
@@ -258,6 +260,32 @@ Diagnosis diagnose(model::SequenceClassifierImpl& m, const std::string& pretrain
       if (frow.defined()) e["fisher_row_sum"] = frow[id].item<double>();
       top.push_back(e);
     }
+    if (opt.probe_tokens > 0) {
+      const auto ids = probe_candidates(row_mass, drift, opt.probe_tokens, tok);
+      util::log(fmt::format("token probe: inserting each of {} candidate tokens into {} clean examples", ids.size(),
+                            opt.probe_examples > 0 ? std::min(opt.probe_examples, clean_train.size()) : clean_train.size()));
+      auto probes = probe_tokens(m, clean_train, ids, opt.probe_examples, opt.indicator.seed, device);
+      std::vector<std::size_t> order(probes.size());
+      std::iota(order.begin(), order.end(), std::size_t{0});
+      std::stable_sort(order.begin(), order.end(),
+                       [&](std::size_t x, std::size_t y) { return probes[x].flip_rate > probes[y].flip_rate; });
+      json probed = json::array();
+      int64_t flagged = 0;
+      for (std::size_t i = 0; i < order.size(); ++i) {
+        const auto& p = probes[order[i]];
+        flagged += p.flip_rate >= opt.probe_min_flip;
+        probed.push_back({{"rank", i + 1}, {"id", p.id}, {"token", tok.id_to_token(p.id)}, {"flip_rate", p.flip_rate},
+                          {"flip_to", p.flip_to}, {"tested", p.tested}, {"drift_l2", drift[p.id].item<double>()},
+                          {"indicator_share", total_mass > 0 ? row_mass[p.id].item<double>() / total_mass : 0}});
+      }
+      probe_summary = {{"candidates", ids.size()}, {"per_ranking", opt.probe_tokens},
+                       {"examples", probes.empty() ? 0 : probes[0].tested}, {"min_flip", opt.probe_min_flip},
+                       {"flagged", flagged}, {"tokens", probed}};
+      util::log(fmt::format("token probe: {} of {} candidates flip >= {:.0f}% of predictions{}", flagged, ids.size(),
+                            100 * opt.probe_min_flip,
+                            probed.empty() ? "" : fmt::format(" (top: {} {:.1f}%)", probed[0]["token"].get<std::string>(),
+                                                              100 * probed[0]["flip_rate"].get<double>())));
+    }
   }
   d.summary = {{"indicator", indicator_name(ind)},
                {"epsilon", d.epsilon},
@@ -271,6 +299,7 @@ Diagnosis diagnose(model::SequenceClassifierImpl& m, const std::string& pretrain
                {"per_layer", layers},
                {"per_tensor", tensors},
                {"top_tokens", top}};
+  if (!probe_summary.is_null()) d.summary["token_probe"] = probe_summary;
   return d;
 }
 
@@ -337,7 +366,7 @@ PurifyResult purify(model::SequenceClassifierImpl& m, const std::string& pretrai
     case Defense::FineMixing: dopt.indicator.indicator = Indicator::Random; break;
     default: dopt.indicator.indicator = Indicator::Magnitude; break;  // cheap; only the diagnosis uses it
   }
-  const bool unlearn = opt.unlearn_tokens > 0, neutralize = opt.neutralize_tokens > 0;
+  bool unlearn = opt.unlearn_tokens > 0, neutralize = opt.neutralize_tokens > 0;
   const auto method_indicator = dopt.indicator;
   if (unlearn || neutralize) {  // candidates are ranked by the fisher-ratio row mass whatever the defense's indicator
     dopt.indicator.indicator = Indicator::FisherRatio;  // epsilon_scale is the user's (dopt copies opt.diagnose)
@@ -360,7 +389,9 @@ PurifyResult purify(model::SequenceClassifierImpl& m, const std::string& pretrai
     neutral_row = unk && *unk < pre_word.size(0) ? pre_word[*unk].clone() : pre_word.mean(0);
     const json toks = token_names(neutral_ids);
     neutral_report = {{"tokens", toks}, {"replacement", unk ? tok.id_to_token(*unk) + " (pre-trained row)" : "mean pre-trained row"}};
-    util::log(fmt::format("neutralising the embedding rows of {} suspicious tokens: {}", neutral_ids.size(), toks.dump()));
+    util::log(neutral_ids.empty()
+                  ? std::string("neutralising: no candidate token passed the behavioural check; nothing neutralised")
+                  : fmt::format("neutralising the embedding rows of {} suspicious tokens: {}", neutral_ids.size(), toks.dump()));
   }
   if ((unlearn || neutralize) && method_indicator.indicator != Indicator::FisherRatio) {
     // The diagnosis (and its token ranking) stays fisher-ratio; the reset uses the defense's own indicator.
@@ -369,8 +400,18 @@ PurifyResult purify(model::SequenceClassifierImpl& m, const std::string& pretrai
   }
   train::TokenizedSet unlearn_train;
   json unlearn_report = nullptr;
+  std::vector<int64_t> unlearn_ids;
   if (unlearn) {
-    auto ids = candidate_tokens(diag.summary, opt.unlearn_tokens);
+    unlearn_ids = candidate_tokens(diag.summary, opt.unlearn_tokens);
+    if (unlearn_ids.empty()) {
+      util::log("unlearning: no candidate token passed the behavioural check; plain clean fine-tuning");
+      unlearn_report = {{"tokens", json::array()}, {"max_insertions", opt.unlearn_max_insertions},
+                        {"train_examples", clean_train.size()}};
+      unlearn = false;
+    }
+  }
+  if (unlearn) {
+    const auto& ids = unlearn_ids;
     unlearn_train = with_unlearning_copies(clean_train, ids, opt.unlearn_max_insertions, opt.max_length, opt.seed ^ 0x756e6cULL);
     const json toks = token_names(ids);
     unlearn_report = {{"tokens", toks}, {"max_insertions", opt.unlearn_max_insertions},

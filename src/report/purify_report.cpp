@@ -36,6 +36,25 @@ std::string diagnosis_markdown(const json& d, int top_tensors) {
     md += fmt::format("| {} | `{}` | {} | {:.4f} | {:.4g} | {} |\n", t["rank"].get<int>(), escape(t["token"]),
                       t["id"].get<int64_t>(), t["share"].get<double>(), t["drift_l2"].get<double>(),
                       t.contains("fisher_row_sum") ? fmt::format("{:.3g}", t["fisher_row_sum"].get<double>()) : "–");
+  if (d.contains("token_probe") && d["token_probe"].is_object()) {
+    const auto& p = d["token_probe"];
+    md += fmt::format("\n### Behavioural check: prediction flips when a token is inserted\n\n"
+                      "Each of {} candidates (the {} largest rows by indicator mass and by row drift) inserted once "
+                      "into {} clean examples; flip = largest share of examples not predicted class c that the "
+                      "insertion turns into c. A word trigger flips nearly all; ordinary words few. **{} token(s) "
+                      "flip >= {:.0f}%.**\n\n| rank | token | id | flip | to class | row drift (L2) | share of indicator mass |\n"
+                      "|---|---|---|---|---|---|---|\n",
+                      p["candidates"].get<int64_t>(), p["per_ranking"].get<int64_t>(), p["examples"].get<int64_t>(),
+                      p["flagged"].get<int64_t>(), 100 * p["min_flip"].get<double>());
+    int shown = 0;
+    for (auto& t : p["tokens"]) {
+      if (shown >= 10 && t["flip_rate"].get<double>() < p["min_flip"].get<double>()) break;
+      ++shown;
+      md += fmt::format("| {} | `{}` | {} | {:.1f}% | {} | {:.4g} | {:.4f} |\n", t["rank"].get<int>(), escape(t["token"]),
+                        t["id"].get<int64_t>(), 100 * t["flip_rate"].get<double>(), t["flip_to"].get<int64_t>(),
+                        t["drift_l2"].get<double>(), t["indicator_share"].get<double>());
+    }
+  }
   md += "\n### Where the indicator mass sits (per layer)\n\n| layer | share |\n|---|---|\n";
   for (auto& l : d["per_layer"])
     md += fmt::format("| {} | {:.4f} |\n", l["layer"].get<std::string>(), l["indicator_share"].get<double>());

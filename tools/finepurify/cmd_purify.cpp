@@ -19,7 +19,8 @@ struct PurifyArgs {
   std::string pretrained, suspect, clean, clean_dev, out, attack_test, indicator = "fisher-ratio", scope = "global",
       fisher_at = "ft", grid;
   std::optional<double> reset_fraction, max_acc_drop;
-  int64_t target_label = -1, fisher_examples = 0, top_tokens = 20;
+  int64_t target_label = -1, fisher_examples = 0, top_tokens = 20, probe_tokens = 0, probe_examples = 100;
+  double probe_min_flip = 0.5;
   double epsilon_scale = 1e-8, dev_fraction = 0.2;
   int max_length = 128;
   bool reinit_head = false, overwrite = false, json_out = false, epur = false, sweep = false;
@@ -47,6 +48,18 @@ void add_common(CLI::App* cmd, PurifyArgs& a) {
   cmd->add_option("--fisher-at", a.fisher_at, "Fisher point: ft | pre | mean")->check(CLI::IsMember({"ft", "pre", "mean"}))->capture_default_str();
   cmd->add_option("--fisher-examples", a.fisher_examples, "use at most N clean examples for the Fisher (0 = all)");
   cmd->add_option("--top-tokens", a.top_tokens, "suspicious tokens to list")->capture_default_str();
+  cmd->add_option("--probe-tokens", a.probe_tokens,
+                  "behavioural check: insert each of the K most suspicious tokens (by indicator mass and by row "
+                  "drift) into clean examples and measure how often the suspect's prediction flips; with it, "
+                  "--neutralize-tokens / --unlearn-tokens use only tokens flipping >= --probe-min-flip; 0 = off")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--probe-examples", a.probe_examples, "clean examples each probed token is inserted into (0 = all)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  cmd->add_option("--probe-min-flip", a.probe_min_flip, "flip share that makes a probed token a trigger candidate")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
   cmd->add_option("--max-length", a.max_length, "max tokens per example")->capture_default_str();
   cmd->add_option("--seed", a.seed, "seed (split, random indicator, fine-tuning)")->capture_default_str();
   cmd->add_option("--attack-test", a.attack_test, "triggered test set (true labels) to report ASR; never used to choose")->check(CLI::ExistingFile);
@@ -90,6 +103,9 @@ purify::DiagnoseOptions diagnose_options(const PurifyArgs& a) {
   d.fisher_at = purify::fisher_at_from_string(a.fisher_at);
   d.fisher_examples = a.fisher_examples;
   d.top_tokens = a.top_tokens;
+  d.probe_tokens = a.probe_tokens;
+  d.probe_examples = a.probe_examples;
+  d.probe_min_flip = a.probe_min_flip;
   return d;
 }
 
@@ -182,7 +198,8 @@ void register_reset_command(CLI::App& app, bool is_defend) {
                  {"epochs", a->train.epochs}, {"lr", a->train.lr}, {"batch_size", a->train.batch_size},
                  {"max_length", a->max_length}, {"seed", a->seed}, {"reinit_head", a->reinit_head},
                  {"unlearn_tokens", a->unlearn_tokens}, {"unlearn_max_insertions", a->unlearn_max_insertions},
-                 {"neutralize_tokens", a->neutralize_tokens}};
+                 {"neutralize_tokens", a->neutralize_tokens}, {"probe_tokens", a->probe_tokens},
+                 {"probe_examples", a->probe_examples}, {"probe_min_flip", a->probe_min_flip}};
     util::Manifest man(is_defend ? "defend" : "purify", opts);
     man.add_input("pretrained", a->pretrained);
     man.add_input("suspect", a->suspect);
@@ -209,6 +226,7 @@ void register_defend(CLI::App& app) { register_reset_command(app, true); }
 
 void register_scan(CLI::App& app) {
   auto a = std::make_shared<PurifyArgs>();
+  a->probe_tokens = 50;  // scan is the detection tool: the behavioural check is on by default
   auto* cmd = app.add_subcommand("scan", "Report suspicious dimensions and tokens (Fisher + indicator, no fine-tuning)");
   add_common(cmd, *a);
   cmd->add_option("--report", a->out, "also write the diagnosis as JSON (.json) or Markdown (.md)");

@@ -31,6 +31,12 @@ struct DiagnoseOptions {
   FisherAt fisher_at = FisherAt::FT;
   int64_t fisher_examples = 0;  ///< 0 = all of the clean training part
   int64_t top_tokens = 20;
+  /// Behavioural check (probe.hpp): the `probe_tokens` most suspicious rows by indicator mass and by
+  /// row drift are inserted into `probe_examples` clean examples each; 0 = off.
+  int64_t probe_tokens = 0;
+  int64_t probe_examples = 100;
+  /// Tokens flipping at least this share of predictions count as trigger candidates.
+  double probe_min_flip = 0.5;
 };
 
 /// Everything `scan` reports and `purify` selects from.

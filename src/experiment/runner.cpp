@@ -499,6 +499,9 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
           po.reinit_head = de.options.value("reinit_head", false);
           po.unlearn_tokens = de.options.value("unlearn_tokens", int64_t{0});
           po.neutralize_tokens = de.options.value("neutralize_tokens", int64_t{0});
+          po.diagnose.probe_tokens = de.options.value("probe_tokens", int64_t{0});
+          po.diagnose.probe_examples = de.options.value("probe_examples", po.diagnose.probe_examples);
+          po.diagnose.probe_min_flip = de.options.value("probe_min_flip", po.diagnose.probe_min_flip);
           po.max_length = max_len;
           po.epur = de.options.value("epur", false);
           po.epur_rows = de.options.value("epur_rows", po.epur_rows);

@@ -70,6 +70,14 @@ TEST(BackdoorSst2, ScanFindsTriggerAndPurifyKeepsBudget) {
   std::cout << "scan: trigger 'cf' rank " << rank << "\n";
   EXPECT_GE(rank, 1);
   EXPECT_LE(rank, 10);
+  // The behavioural check (on by default in scan): inserting `cf` flips the suspect's predictions.
+  ASSERT_TRUE(scan.contains("token_probe"));
+  const auto& probed = scan["token_probe"]["tokens"];
+  ASSERT_FALSE(probed.empty());
+  std::cout << "scan probe: " << probed[0].dump() << " next " << (probed.size() > 1 ? probed[1].dump() : "-") << "\n";
+  EXPECT_EQ(probed[0]["token"], "cf");
+  EXPECT_GE(probed[0]["flip_rate"].get<double>(), 0.8);
+  EXPECT_EQ(probed[0]["flip_to"], 1);
 
   const auto purified = dir / "purified";
   ASSERT_EQ(run("-q purify --pretrained " + model + " --suspect " + attack.string() + " --clean " +
@@ -90,19 +98,22 @@ TEST(BackdoorSst2, ScanFindsTriggerAndPurifyKeepsBudget) {
   EXPECT_TRUE(fs::exists(purified / "purify_report.md"));
   EXPECT_TRUE(fs::exists(purified / "vocab.txt"));
 
-  // The extension: neutralise the 10 most suspicious tokens' embedding rows before the clean fine-tuning.
+  // The extension: neutralise the embedding rows of the suspicious tokens that flip predictions
+  // (behavioural check over the 50 top rows by indicator mass and by drift), then the clean fine-tuning.
   ASSERT_EQ(run("-q eval --json --model " + attack.string() + " --data " + (attack / "clean_test.tsv").string() +
                 " --max-length 64", &out), 0);
   const double suspect_test = json::parse(out.substr(out.find('{')))["accuracy"].get<double>();
   const auto neutral = dir / "neutralized";
   ASSERT_EQ(run("-q purify --pretrained " + model + " --suspect " + attack.string() + " --clean " +
-                (dir / "clean.tsv").string() + " --max-acc-drop 3 --max-length 64 --neutralize-tokens 10 --attack-test " +
+                (dir / "clean.tsv").string() + " --max-acc-drop 3 --max-length 64 --neutralize-tokens 10 --probe-tokens 50 --attack-test " +
                 (attack / "triggered_test.tsv").string() + " --target-label 1 --out " + neutral.string()), 0);
   auto nrep = read_json(neutral / "purify_report.json");
   std::cout << "neutralized: rho " << nrep["chosen_rho"] << " tokens " << nrep["neutralized"]["tokens"].dump()
             << " purified " << nrep["purified"].dump() << "\n";
   ASSERT_TRUE(nrep["neutralized"].is_object());
+  ASSERT_FALSE(nrep["neutralized"]["tokens"].empty());
   EXPECT_EQ(nrep["neutralized"]["tokens"][0], "cf");
+  EXPECT_LE(nrep["neutralized"]["tokens"].size(), 3u);  // only tokens that flip predictions, not the whole top 10
   EXPECT_GE(nrep["purified"]["clean_dev_accuracy"].get<double>(),
             nrep["suspect"]["clean_dev_accuracy"].get<double>() - 0.03 - 1e-9);
   // Test accuracy, ASR, and the error on the clean negatives (the triggered set's sources).

@@ -36,7 +36,7 @@ struct DiagnoseOptions {
   int64_t probe_tokens = 0;
   int64_t probe_examples = 100;
   /// Tokens flipping at least this share of predictions count as trigger candidates.
-  double probe_min_flip = 0.5;
+  double probe_min_flip = 0.9;
 };
 
 /// Everything `scan` reports and `purify` selects from.

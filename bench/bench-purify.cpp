@@ -1,11 +1,13 @@
 // Benchmarks of Fine-purifying's stages (Google Benchmark): per-example Fisher, indicator +
-// selection per million dimensions, and a fine-tuning step, for the small shared-model shape
+// selection per million dimensions, a fine-tuning step, and the behavioural token probe (items =
+// token insertions evaluated), for the small shared-model shape
 // (bert-mini) and a bert-base shape (random weights). Peak resident memory is printed as a counter.
 #include <benchmark/benchmark.h>
 
 #include <random>
 
 #include "finepurify/model/loader.hpp"
+#include "finepurify/purify/probe.hpp"
 #include "finepurify/purify/purify.hpp"
 #include "finepurify/util/memory.hpp"
 #include "finepurify/util/runtime.hpp"
@@ -86,11 +88,24 @@ void BM_FineTuneStep(benchmark::State& st) {
   st.counters["peak_rss_GiB"] = util::peak_rss_bytes() / 1073741824.0;
 }
 
+void BM_TokenProbe(benchmark::State& st) {
+  // 8 candidate tokens x 32 clean examples = 256 insertions (plus the 32 unmodified predictions).
+  auto m = model::make_random_classifier(shape(st.range(0)), 0);
+  auto data = synthetic(32, static_cast<int>(st.range(1)), m->config.vocab_size);
+  std::vector<int64_t> ids;
+  for (int64_t i = 0; i < 8; ++i) ids.push_back(2000 + 17 * i);
+  for (auto _ : st) benchmark::DoNotOptimize(purify::probe_tokens(*m, data, ids, 0, 1, torch::kCPU));
+  st.SetItemsProcessed(st.iterations() * static_cast<int64_t>(ids.size()) * data.size());
+  st.SetLabel(shape_name(st.range(0)));
+  st.counters["peak_rss_GiB"] = util::peak_rss_bytes() / 1073741824.0;
+}
+
 }  // namespace
 
 BENCHMARK(BM_FisherPerExample)->Args({0, 64})->Args({1, 64})->Unit(benchmark::kMillisecond)->Iterations(2);
 BENCHMARK(BM_IndicatorAndSelect)->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->Iterations(2);
 BENCHMARK(BM_FineTuneStep)->Args({0, 64})->Args({1, 64})->Unit(benchmark::kMillisecond)->Iterations(2);
+BENCHMARK(BM_TokenProbe)->Args({0, 64})->Args({1, 64})->Unit(benchmark::kMillisecond)->Iterations(2);
 int main(int argc, char** argv) {
   util::set_quiet(true);  // no progress lines inside timed loops
   benchmark::Initialize(&argc, argv);

@@ -66,9 +66,8 @@ std::vector<TokenProbe> probe_tokens(model::SequenceClassifierImpl& m, const tra
 
 std::vector<int64_t> probe_candidates(const torch::Tensor& row_mass, const torch::Tensor& row_drift, int64_t k,
                                       const text::Tokenizer& tok) {
-  std::set<int64_t> special;
-  for (const char* s : {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "<s>", "</s>", "<pad>", "<unk>", "<mask>"})
-    if (auto id = tok.token_to_id(s)) special.insert(*id);
+  const auto sids = tok.special_ids();
+  const std::set<int64_t> special(sids.begin(), sids.end());
   std::vector<int64_t> out;
   std::set<int64_t> seen;
   for (const auto* v : {&row_mass, &row_drift}) {

@@ -188,6 +188,12 @@ std::optional<int64_t> TokenizerBase::token_to_id(const std::string& token) cons
   return vocab.find(token);
 }
 
+std::vector<int64_t> TokenizerBase::special_ids() const {
+  std::vector<int64_t> ids;
+  for (const auto& s : specials.tokens()) ids.push_back(s.id);
+  return ids;
+}
+
 int64_t TokenizerBase::vocab_size() const {
   int64_t n = vocab.size();
   for (const auto& s : specials.tokens()) n = std::max(n, s.id + 1);

@@ -97,6 +97,7 @@ class TokenizerBase : public Tokenizer {
   std::optional<int64_t> token_to_id(const std::string& token) const override;
   int64_t vocab_size() const override;
   int64_t pad_id() const override { return pad_id_; }
+  std::vector<int64_t> special_ids() const override;
 
   Vocab vocab;
   SpecialSplitter specials;

@@ -32,7 +32,7 @@ std::vector<TokenProbe> probe_tokens(model::SequenceClassifierImpl& m, const tra
 
 /// The tokens worth probing: the `k` largest rows by indicator mass, then the `k` largest by row drift
 /// ‖w_FT − w_Pre‖ (a trigger's row moves even when the clean data also uses it and its ratio is small),
-/// without duplicates and without the tokenizer's special tokens. `row_mass` and `row_drift` are (V).
+/// without duplicates and without the tokenizer's special tokens (`Tokenizer::special_ids`). `row_mass` and `row_drift` are (V).
 std::vector<int64_t> probe_candidates(const torch::Tensor& row_mass, const torch::Tensor& row_drift, int64_t k,
                                       const text::Tokenizer& tok);
 

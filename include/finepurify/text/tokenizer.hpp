@@ -33,6 +33,8 @@ class Tokenizer {
   virtual std::optional<int64_t> token_to_id(const std::string& token) const = 0;
   virtual int64_t vocab_size() const = 0;
   virtual int64_t pad_id() const = 0;
+  /// Ids of the registered special tokens ([CLS], [SEP], <s>, added tokens, ... as configured).
+  virtual std::vector<int64_t> special_ids() const { return {}; }
   virtual std::string kind() const = 0;  ///< "wordpiece" or "bpe"
   Compat compat = Compat::Fast;
 };

@@ -40,12 +40,7 @@ Backdoored backdoored() {
 }
 
 struct SpecialTokenizer : fp_test::TinyTokenizer {
-  std::optional<int64_t> token_to_id(const std::string& t) const override {
-    if (t == "[PAD]") return 0;
-    if (t == "[CLS]") return 2;
-    if (t == "[SEP]") return 3;
-    return std::nullopt;
-  }
+  std::vector<int64_t> special_ids() const override { return {0, 2, 3}; }  // [PAD] [CLS] [SEP]
 };
 }  // namespace
 

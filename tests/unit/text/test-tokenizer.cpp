@@ -2,6 +2,7 @@
 // pieces, special tokens, pairs, truncation (slow vs fast), long words and malformed files.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <thread>
@@ -64,6 +65,9 @@ TEST(WordPiece, BasicPiecesAndSpecials) {
   EXPECT_EQ(tok->id_to_token(6), "world");
   EXPECT_EQ(tok->pad_id(), 0);
   EXPECT_EQ(tok->vocab_size(), 19);
+  auto sp = tok->special_ids();
+  std::sort(sp.begin(), sp.end());
+  EXPECT_EQ(sp, (Ids{0, 1, 2, 3, 4}));  // [PAD] [UNK] [CLS] [SEP] [MASK]
 }
 
 TEST(WordPiece, ConfigOptions) {
@@ -140,6 +144,9 @@ TEST(Bpe, PiecesSpecialsAndPairs) {
   EXPECT_EQ(e.token_type_ids, Ids(9, 0));
   EXPECT_EQ(tok->encode("hello world hello", std::nullopt, 4).input_ids, (Ids{0, 15, 20, 2}));
   EXPECT_EQ(tok->pad_id(), 1);
+  auto sp = tok->special_ids();
+  std::sort(sp.begin(), sp.end());
+  EXPECT_EQ(sp, (Ids{0, 1, 2, 3, 24}));  // <s> <pad> </s> <unk> <mask>
   auto slow = load_tokenizer(bpe_dir().string(), "roberta", Compat::Slow);
   EXPECT_EQ(slow->encode("hello", std::string(""), 0).input_ids, (Ids{0, 15, 2, 2, 2}));
   EXPECT_EQ(tok->encode("hello", std::string(""), 0).input_ids, (Ids{0, 15, 2}));

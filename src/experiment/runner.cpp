@@ -344,6 +344,10 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
     for (auto seed : cfg.seeds) {
       auto data = prepare_data(ds, seed, opt.out);
       const std::string clean_dev_file = data.clean_dev;
+      // The defender's data, part of every defense unit's fingerprint (hashed once per dataset and seed).
+      const json clean_data_hashes = {
+          {"clean", util::sha256_file(data.clean)},
+          {"clean_dev", clean_dev_file.empty() ? std::string() : util::sha256_file(clean_dev_file)}};
       // Clean fine-tuned reference model (also EP's starting point), cached by its inputs.
       json clean_key = {{"kind", "clean"}, {"pretrained", pre_hash}, {"train", util::sha256_file(data.attacker_train)},
                         {"epochs", atrain.epochs}, {"lr", atrain.lr},
@@ -465,8 +469,7 @@ int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device de
                {{"epochs", cfg.defense_train.epochs}, {"lr", cfg.defense_train.lr}, {"batch_size", cfg.defense_train.batch_size}}},
               {"max_acc_drop", cfg.thresholds.empty() ? 3.0 : *std::max_element(cfg.thresholds.begin(), cfg.thresholds.end())},
               {"fisher_examples", cfg.fisher_examples},
-              {"clean", util::sha256_file(data.clean)},
-              {"clean_dev", clean_dev_file.empty() ? std::string() : util::sha256_file(clean_dev_file)},
+              {"clean_data", clean_data_hashes},
               {"max_length", max_len}};
           const std::string unit = unit_id(unit_key(ds.name, seed, at.name, de.name), settings);
           if (done.count(unit)) continue;

@@ -400,24 +400,17 @@ PurifyResult purify(model::SequenceClassifierImpl& m, const std::string& pretrai
   }
   train::TokenizedSet unlearn_train;
   json unlearn_report = nullptr;
-  std::vector<int64_t> unlearn_ids;
   if (unlearn) {
-    unlearn_ids = candidate_tokens(diag.summary, opt.unlearn_tokens);
-    if (unlearn_ids.empty()) {
-      util::log("unlearning: no candidate token passed the behavioural check; plain clean fine-tuning");
-      unlearn_report = {{"tokens", json::array()}, {"max_insertions", opt.unlearn_max_insertions},
-                        {"train_examples", clean_train.size()}};
-      unlearn = false;
-    }
-  }
-  if (unlearn) {
-    const auto& ids = unlearn_ids;
-    unlearn_train = with_unlearning_copies(clean_train, ids, opt.unlearn_max_insertions, opt.max_length, opt.seed ^ 0x756e6cULL);
+    const auto ids = candidate_tokens(diag.summary, opt.unlearn_tokens);
+    unlearn = !ids.empty();
+    if (unlearn)
+      unlearn_train = with_unlearning_copies(clean_train, ids, opt.unlearn_max_insertions, opt.max_length, opt.seed ^ 0x756e6cULL);
     const json toks = token_names(ids);
     unlearn_report = {{"tokens", toks}, {"max_insertions", opt.unlearn_max_insertions},
-                      {"train_examples", unlearn_train.size()}};
-    util::log(fmt::format("unlearning: clean fine-tuning also sees {} copies with suspicious tokens inserted ({})",
-                          clean_train.size(), toks.dump()));
+                      {"train_examples", unlearn ? unlearn_train.size() : clean_train.size()}};
+    util::log(unlearn ? fmt::format("unlearning: clean fine-tuning also sees {} copies with suspicious tokens inserted ({})",
+                                    clean_train.size(), toks.dump())
+                      : std::string("unlearning: no candidate token passed the behavioural check; plain clean fine-tuning"));
   }
   const train::TokenizedSet& tune_set = unlearn ? unlearn_train : clean_train;
   std::vector<torch::Tensor> activations;

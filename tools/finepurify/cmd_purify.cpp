@@ -19,8 +19,9 @@ struct PurifyArgs {
   std::string pretrained, suspect, clean, clean_dev, out, attack_test, indicator = "fisher-ratio", scope = "global",
       fisher_at = "ft", grid;
   std::optional<double> reset_fraction, max_acc_drop;
-  int64_t target_label = -1, fisher_examples = 0, top_tokens = 20, probe_tokens = 0, probe_examples = 100;
-  double probe_min_flip = 0.9;
+  int64_t target_label = -1, fisher_examples = 0, top_tokens = 20, probe_tokens = 0,
+          probe_examples = purify::DiagnoseOptions{}.probe_examples;
+  double probe_min_flip = purify::DiagnoseOptions{}.probe_min_flip;
   double epsilon_scale = 1e-8, dev_fraction = 0.2;
   int max_length = 128;
   bool reinit_head = false, overwrite = false, json_out = false, epur = false, sweep = false;

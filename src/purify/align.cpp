@@ -2,6 +2,7 @@
 #include "finepurify/purify/align.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "finepurify/error.hpp"
 #include "finepurify/io/checkpoint.hpp"

@@ -29,6 +29,11 @@ const char* error_kind_name(ErrorKind k) {
     case ErrorKind::TokenizerInvalid: return "tokenizer.invalid";
     case ErrorKind::DataInvalid: return "data.invalid";
     case ErrorKind::ExperimentConfigInvalid: return "experiment.config_invalid";
+    case ErrorKind::StoreModelNotFound: return "store.model_not_found";
+    case ErrorKind::StoreNotPinned: return "store.not_pinned";
+    case ErrorKind::StoreFetchFailed: return "store.fetch_failed";
+    case ErrorKind::StoreChecksumMismatch: return "store.checksum_mismatch";
+    case ErrorKind::StoreArchiveInvalid: return "store.archive_invalid";
   }
   return "unknown";
 }
@@ -43,6 +48,11 @@ int error_exit_code(ErrorKind k) {
     case ErrorKind::TokenizerInvalid: return 6;
     case ErrorKind::DataInvalid: return 7;
     case ErrorKind::ExperimentConfigInvalid: return 2;
+    case ErrorKind::StoreModelNotFound:
+    case ErrorKind::StoreNotPinned: return 2;
+    case ErrorKind::StoreFetchFailed: return 3;
+    case ErrorKind::StoreChecksumMismatch:
+    case ErrorKind::StoreArchiveInvalid: return 8;
     default: return 4;  // safetensors / checkpoint problems
   }
 }

@@ -38,6 +38,17 @@ BlasInfo detect_blas() {
     // Debian's reference BLAS lives at .../blas/libblas.so.3
     if (path.find("/blas/libblas.so") != std::string::npos) info.kind = "reference";
   }
+  if (info.kind.empty()) {
+    // No separate BLAS library mapped: libtorch carries its own (PyPI wheels link MKL statically);
+    // its build configuration names it.
+    const std::string cfg = at::show_config();
+    auto pos = cfg.find("BLAS_INFO=");
+    if (pos != std::string::npos) {
+      auto end = cfg.find_first_of(", \n", pos);
+      info.kind = cfg.substr(pos + 10, end == std::string::npos ? std::string::npos : end - pos - 10);
+      info.library = "libtorch (built in)";
+    }
+  }
   if (info.kind.empty()) info.kind = "unknown";
   info.slow = info.kind == "reference";
   return info;

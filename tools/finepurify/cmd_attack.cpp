@@ -55,9 +55,9 @@ void register_attack(CLI::App& app) {
   cmd->add_option("--method", a->method, "badword | addsent | ep | lwp | bias | import")
       ->required()->check(CLI::IsMember(attack::attack_methods()));
   cmd->add_option("--pretrained", a->pretrained, "pre-trained HF folder w_Pre (ep: fine-tuned clean first when no --clean-model)")
-      ->check(CLI::ExistingDirectory);
+      ->transform(model_folder());
   cmd->add_option("--clean-model", a->clean_model, "ep: the clean fine-tuned classifier whose trigger rows are poisoned")
-      ->check(CLI::ExistingDirectory);
+      ->transform(model_folder());
   cmd->add_option("--train", a->train, "clean training data (the attacker's)")->required()->check(CLI::ExistingFile);
   cmd->add_option("--dev", a->dev, "clean dev data: best epoch kept")->check(CLI::ExistingFile);
   cmd->add_option("--test", a->test, "clean test data")->required()->check(CLI::ExistingFile);

@@ -31,7 +31,7 @@ double forward_flops_per_token(const model::ModelConfig& c, int64_t T) {
 void register_bench(CLI::App& app) {
   auto a = std::make_shared<BenchArgs>();
   auto* cmd = app.add_subcommand("bench", "Print training/inference throughput and GFLOP/s vs the machine's matmul peak");
-  cmd->add_option("--model", a->model, "HF model folder (weights loaded)");
+  cmd->add_option("--model", a->model, "HF model folder or name (weights loaded)")->transform(model_folder());
   cmd->add_option("--preset", a->preset, "random-weight shape instead: bert-base | bert-mini")
       ->check(CLI::IsMember({"bert-base", "bert-mini"}));
   cmd->add_option("--batch-size", a->batch_size, "batch size")->capture_default_str();

@@ -1,10 +1,13 @@
-// `finepurify eval`, `predict` and `tokenize`: inference over a data file with a model folder.
+// `finepurify eval`, `predict`, `tokenize` and `fisher`: inference (or the clean Fisher) over a data
+// file with a model folder.
 #include <sstream>
 
 #include <fmt/format.h>
 
 #include "commands.hpp"
 #include "finepurify/error.hpp"
+#include "finepurify/io/safetensors.hpp"
+#include "finepurify/purify/fisher.hpp"
 #include "finepurify/util/runtime.hpp"
 
 namespace fp_cli {
@@ -23,7 +26,7 @@ struct DataArgs {
 };
 
 void add_data_options(CLI::App* cmd, DataArgs& a) {
-  cmd->add_option("--model", a.model, "HF classifier folder")->required()->check(CLI::ExistingDirectory);
+  cmd->add_option("--model", a.model, "HF classifier folder or model name")->required()->transform(model_folder());
   cmd->add_option("--data", a.data, "data file (.tsv/.csv/.jsonl)")->required()->check(CLI::ExistingFile);
   cmd->add_option("--max-length", a.max_length, "max tokens incl. specials")->capture_default_str();
   cmd->add_option("--text-column", a.text_column, "text column (csv/jsonl)");
@@ -111,6 +114,30 @@ void register_tokenize(CLI::App& app) {
     }
     write_output(a->output, os.str(), {a->model, a->data});
     util::log(fmt::format("wrote {} encodings to {}", data.examples.size(), a->output));
+  });
+}
+
+void register_fisher(CLI::App& app) {
+  auto a = std::make_shared<DataArgs>();
+  auto* cmd = app.add_subcommand("fisher", "Write the diagonal empirical Fisher of a classifier on labelled data (safetensors, HF names)");
+  add_data_options(cmd, *a);
+  cmd->add_option("--output", a->output, "output .safetensors (one float32 tensor per parameter)")->required();
+  auto examples = std::make_shared<int64_t>(0);
+  cmd->add_option("--examples", *examples, "use only the first N examples (0 = all)")->check(CLI::NonNegativeNumber);
+  cmd->callback([a, examples]() {
+    auto dev = globals().dev();
+    auto lm = model::load_trained_classifier(a->model, dev);
+    auto tok = load_tokenizer_for(a->model, lm.config);
+    auto data = train::tokenize(*tok, read_data(a->data, lm.config, true, a->text_column, a->pair_column, a->label_column),
+                                a->max_length);
+    purify::FisherOptions fo;
+    fo.max_examples = *examples;
+    fo.progress = !globals().quiet;
+    auto fisher = purify::diagonal_fisher(*lm.model, data, dev, fo);
+    model::check_output_not_input(a->output, {a->model, a->data});
+    std::vector<std::pair<std::string, torch::Tensor>> out(fisher.begin(), fisher.end());
+    io::write_safetensors(a->output, out, {{"finepurify", "diagonal empirical Fisher"}});
+    util::log(fmt::format("wrote the Fisher of {} tensors to {}", out.size(), a->output));
   });
 }
 

@@ -26,7 +26,7 @@ struct FinetuneArgs {
 void register_finetune(CLI::App& app) {
   auto a = std::make_shared<FinetuneArgs>();
   auto* cmd = app.add_subcommand("finetune", "Fine-tune a model folder on a labelled dataset and save an HF folder");
-  cmd->add_option("--model", a->model, "HF model folder (base/MLM checkpoint or classifier)")->required()->check(CLI::ExistingDirectory);
+  cmd->add_option("--model", a->model, "HF model folder or name (base/MLM checkpoint or classifier)")->required()->transform(model_folder());
   cmd->add_option("--train", a->train, "training data (.tsv/.csv/.jsonl)")->required()->check(CLI::ExistingFile);
   cmd->add_option("--dev", a->dev, "dev data: evaluated each epoch, best epoch kept")->check(CLI::ExistingFile);
   cmd->add_option("--out", a->out, "output HF folder")->required();

@@ -38,8 +38,8 @@ struct PurifyArgs {
 };
 
 void add_common(CLI::App* cmd, PurifyArgs& a) {
-  cmd->add_option("--pretrained", a.pretrained, "clean pre-trained HF folder (w_Pre)")->required()->check(CLI::ExistingPath);
-  cmd->add_option("--suspect", a.suspect, "suspect fine-tuned HF classifier folder (w_FT)")->required()->check(CLI::ExistingDirectory);
+  cmd->add_option("--pretrained", a.pretrained, "clean pre-trained HF folder or model name (w_Pre)")->required()->transform(model_folder());
+  cmd->add_option("--suspect", a.suspect, "suspect fine-tuned HF classifier folder (w_FT)")->required()->transform(model_folder());
   cmd->add_option("--clean", a.clean, "small clean labelled set of the task")->required()->check(CLI::ExistingFile);
   cmd->add_option("--clean-dev", a.clean_dev, "clean dev set for selection (default: hold out part of --clean)")->check(CLI::ExistingFile);
   cmd->add_option("--dev-fraction", a.dev_fraction, "held-out fraction of --clean without --clean-dev")->capture_default_str();

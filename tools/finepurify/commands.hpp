@@ -39,6 +39,12 @@ void register_defend(CLI::App& app);
 void register_experiment(CLI::App& app);
 void register_scan(CLI::App& app);
 void register_attack(CLI::App& app);
+void register_models(CLI::App& app);
+void register_fisher(CLI::App& app);
+
+/// CLI11 transform for every option taking a model: a folder as given, else a store name, else a
+/// Hugging Face hub cache entry (finepurify::io::resolve_model); unresolvable names are errors.
+const CLI::Validator& model_folder();
 
 /// Tokenizer of a model folder, with the global --tokenizer-compat.
 std::unique_ptr<finepurify::text::Tokenizer> load_tokenizer_for(const std::string& folder,

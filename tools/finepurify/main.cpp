@@ -52,14 +52,16 @@ int main(int argc, char** argv) {
   fp_cli::register_experiment(app);
   fp_cli::register_scan(app);
   fp_cli::register_attack(app);
+  fp_cli::register_models(app);
+  fp_cli::register_fisher(app);
   app.parse_complete_callback([&]() {
     util::set_quiet(g.quiet);
     int n = util::configure_threads(g.threads);
     auto blas = util::detect_blas();
     if (blas.slow)
       std::cerr << "warning: the reference BLAS (" << blas.library
-                << ") is active: matrix products run ~10x slower. Install OpenBLAS: "
-                   "apt-get install libopenblas0-pthread\n";
+                << ") is active: matrix products run ~10x slower. Build against the torch wheel of the "
+                   "project's .venv (./setup.sh), which carries MKL\n";
     util::log(fmt::format("finepurify {} | {} threads | BLAS {}", FINEPURIFY_VERSION, n, blas.kind));
   });
   try {

@@ -31,14 +31,18 @@ def test_fisher_matches_torch_loop(minilm_classifier, work, sst2_rows):
     ref = {n: v / N for n, v in acc.items()}
 
     assert set(ours) == set(ref), f"names differ: {set(ours) ^ set(ref)}"
+    # The attention key bias has an exactly zero gradient in exact arithmetic (softmax ignores a
+    # constant added to every score), so both sides hold only rounding noise there: such tensors
+    # are checked against the scale of the whole Fisher instead.
+    scale = max(r.abs().max().item() for r in ref.values())
     worst = (0.0, "")
     for n, r in ref.items():
         o = ours[n].double()
         assert o.shape == r.shape, n
-        denom = r.norm().item()
-        if denom == 0:
-            assert o.abs().max().item() == 0, n
+        if r.abs().max().item() <= 1e-9 * scale:
+            assert (o - r).abs().max().item() <= 1e-9 * scale, n
             continue
-        rel = (o - r).norm().item() / denom
+        rel = (o - r).norm().item() / r.norm().item()
         worst = max(worst, (rel, n))
+    print(f"worst relative error {worst[0]:.3g} ({worst[1]})")
     assert worst[0] <= 1e-5, f"worst tensor {worst[1]}: relative error {worst[0]:.3g}"

@@ -1,6 +1,13 @@
 """Tokenization of 2,000 real rows (single texts and pairs, with and without truncation) equals the
-Hugging Face fast tokenizer (finepurify's default) and the slow one (--tokenizer-compat slow), for
-a BERT (WordPiece) and a RoBERTa (byte-level BPE) vocabulary, token for token."""
+Hugging Face tokenizers, token for token, for a BERT (WordPiece) and a RoBERTa (byte-level BPE)
+vocabulary.
+
+transformers 5 has no Python ("slow") tokenizers any more: `use_fast=False` returns the same
+tokenizers-backed class. So the live stack is the reference for the default (fast) mode; for
+`--tokenizer-compat slow` (the transformers 4.x Python tokenizers, checked exactly against the
+4.33 goldens by the C++ parity tests) the live check is that it equals the live tokenizer on every
+row except those where finepurify's own fast and slow modes differ (the documented corner cases,
+e.g. odd-budget pair truncation), and that on those rows fast mode is the one equal to live."""
 import json
 import random
 import shutil
@@ -71,9 +78,14 @@ def test_tokens_equal_hugging_face(vocab, compat, kind, max_length, real_rows, r
     folder = request.getfixturevalue("minilm" if vocab == "bert" else "roberta_vocab")
     rows, path = real_rows[kind]
     ours = encode_fp(folder, path, max_length, compat, work)
-    theirs = encode_hf(folder, rows, max_length, use_fast=compat == "fast")
+    theirs = encode_hf(folder, rows, max_length, use_fast=True)
     assert len(ours) == len(theirs)
     bad = [i for i, (o, t) in enumerate(zip(ours, theirs)) if o != t]
+    if compat == "slow":
+        fast = encode_fp(folder, path, max_length, "fast", work)
+        documented = {i for i, (o, f) in enumerate(zip(ours, fast)) if o != f}
+        assert all(fast[i] == theirs[i] for i in documented)
+        bad = [i for i in bad if i not in documented]
     detail = ""
     if bad:
         i = bad[0]

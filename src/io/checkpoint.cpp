@@ -32,14 +32,6 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-std::string read_text(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  if (!f) throw Error(ErrorKind::Io, fmt::format("{}: cannot open", p.string()));
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  if (f.bad()) throw Error(ErrorKind::Io, fmt::format("{}: read failed", p.string()));
-  return ss.str();
-}
 
 [[noreturn]] void refuse_pickle(const fs::path& found) {
   throw Error(ErrorKind::PickleRefused,
@@ -117,7 +109,7 @@ class DuplicateKeySax {
 /// Parses the shard index: tensor name -> shard filename, every check as ShardIndexInvalid.
 std::map<std::string, std::string> read_weight_map(const fs::path& index_path) {
   const std::string where = index_path.string();
-  const std::string text = read_text(index_path);
+  const std::string text = read_file_bytes(index_path);
   DuplicateKeySax dup;
   nlohmann::json::sax_parse(text, &dup, nlohmann::json::input_format_t::json, true, false);
   if (dup.found)
@@ -237,6 +229,15 @@ std::vector<std::string> CheckpointReader::files() const {
   return out;
 }
 
+std::string read_file_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error(ErrorKind::Io, fmt::format("{}: cannot open", path));
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  if (f.bad()) throw Error(ErrorKind::Io, fmt::format("{}: read failed", path));
+  return ss.str();
+}
+
 void copy_tokenizer_files(const std::string& from, const std::string& to) {
   static const char* const kNames[] = {"vocab.txt",        "vocab.json",          "merges.txt",
                                        "tokenizer.json",   "tokenizer_config.json", "special_tokens_map.json",
@@ -246,7 +247,7 @@ void copy_tokenizer_files(const std::string& from, const std::string& to) {
   if (ec) throw Error(ErrorKind::Io, fmt::format("{}: cannot create folder: {}", to, ec.message()));
   for (const char* name : kNames) {
     const fs::path src = fs::path(from) / name;
-    if (is_file(src)) write_text_atomic((fs::path(to) / name).string(), read_text(src));
+    if (is_file(src)) write_text_atomic((fs::path(to) / name).string(), read_file_bytes(src));
   }
 }
 

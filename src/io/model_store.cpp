@@ -149,13 +149,6 @@ void write_file(const fs::path& p, const std::string& bytes) {
   if (!f) throw Error(ErrorKind::Io, fmt::format("{}: write failed", p.string()));
 }
 
-std::string read_file(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  if (!f) throw Error(ErrorKind::Io, fmt::format("{}: cannot open", p.string()));
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 fs::path hidden_temp_beside(const fs::path& dest, const std::string& tag) {
   std::random_device rd;
@@ -404,7 +397,7 @@ std::string resolve_model(const std::string& arg) {
   fs::path snapshots = hub / repo / "snapshots";
   fs::path ref = hub / repo / "refs" / "main";
   if (fs::is_regular_file(ref, ec)) {
-    std::string commit = read_file(ref);
+    std::string commit = read_file_bytes(ref.string());
     while (!commit.empty() && (commit.back() == '\n' || commit.back() == '\r' || commit.back() == ' ')) commit.pop_back();
     bool plain = !commit.empty() && commit.find('/') == std::string::npos && commit.find("..") == std::string::npos;
     if (plain && fs::is_directory(snapshots / commit, ec)) return (snapshots / commit).string();

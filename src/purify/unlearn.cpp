@@ -10,21 +10,19 @@
 
 namespace finepurify::purify {
 
-std::vector<int64_t> candidate_tokens(const nlohmann::json& summary, int64_t k) {
+std::vector<int64_t> candidate_tokens(const DiagnosisSummary& summary, int64_t k) {
   std::vector<int64_t> ids;
-  if (summary.contains("token_probe")) {  // behaviourally checked: only tokens that flip predictions
-    const auto& p = summary.at("token_probe");
-    const double min_flip = p.at("min_flip").get<double>();
-    for (auto& t : p.at("tokens")) {
-      if (static_cast<int64_t>(ids.size()) >= k || t.at("flip_rate").get<double>() < min_flip) break;
-      ids.push_back(t.at("id").get<int64_t>());
+  if (summary.token_probe) {  // behaviourally checked: only tokens that flip predictions
+    const auto& p = *summary.token_probe;
+    for (auto& t : p.tokens) {
+      if (static_cast<int64_t>(ids.size()) >= k || t.probe.flip_rate < p.min_flip) break;
+      ids.push_back(t.probe.id);
     }
     return ids;
   }
-  if (!summary.contains("top_tokens")) return ids;
-  for (auto& t : summary.at("top_tokens")) {
+  for (auto& t : summary.top_tokens) {
     if (static_cast<int64_t>(ids.size()) >= k) break;
-    ids.push_back(t.at("id").get<int64_t>());
+    ids.push_back(t.id);
   }
   return ids;
 }

@@ -46,6 +46,8 @@ void register_fisher(CLI::App& app);
 /// Hugging Face hub cache entry (finepurify::io::resolve_model); unresolvable names are errors.
 const CLI::Validator& model_folder();
 
+/// The global --tokenizer-compat.
+finepurify::text::Compat tokenizer_compat();
 /// Tokenizer of a model folder, with the global --tokenizer-compat.
 std::unique_ptr<finepurify::text::Tokenizer> load_tokenizer_for(const std::string& folder,
                                                                 const finepurify::model::ModelConfig& c);

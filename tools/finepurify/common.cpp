@@ -12,9 +12,10 @@ namespace fp_cli {
 
 using namespace finepurify;
 
+text::Compat tokenizer_compat() { return globals().tokenizer_compat == "slow" ? text::Compat::Slow : text::Compat::Fast; }
+
 std::unique_ptr<text::Tokenizer> load_tokenizer_for(const std::string& folder, const model::ModelConfig& c) {
-  auto compat = globals().tokenizer_compat == "slow" ? text::Compat::Slow : text::Compat::Fast;
-  return text::load_tokenizer(folder, c.model_type, compat);
+  return text::load_tokenizer(folder, c.model_type, tokenizer_compat());
 }
 
 text::Dataset read_data(const std::string& path, const model::ModelConfig& c, bool require_labels,

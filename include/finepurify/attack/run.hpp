@@ -11,8 +11,13 @@
 #include "finepurify/attack/attacks.hpp"
 #include "finepurify/text/tokenizer.hpp"
 #include "finepurify/train/trainer.hpp"
+#include "finepurify/util/options.hpp"
 
 namespace finepurify::attack {
+
+/// The attacker's fine-tuning: 3 epochs (measured: 2 epochs gave ASR 86.6%, badword, SST-2, small
+/// BERT), lr 1e-4, batch 32 (other fields TrainOptions').
+train::TrainOptions attack_training_defaults();
 
 struct AttackSpec {
   std::string method;             ///< badword | addsent | ep | lwp | bias | import
@@ -25,17 +30,19 @@ struct AttackSpec {
   std::vector<std::string> triggers;  ///< empty: defaults (cf,mn,bb,tq,mb; ep: cf)
   std::string sentence = kDefaultSentence, bias_word = kDefaultBiasWord;
   int combination = 2;
-  char side = 'a';
+  std::string side = "a";         ///< pairs: the trigger goes into text a or b
   int max_length = 64;
   int64_t train_limit = 0;        ///< > 0: the attacker trains on the first N rows only
   int64_t test_limit = 0;         ///< > 0: the clean test set is cut to its first N rows
-  train::TrainOptions opt;        ///< epochs 3, lr 1e-4 by default (see make_attack_spec)
+  train::TrainOptions opt = attack_training_defaults();
   bool lr_given = false;          ///< ep: false = lr 1e-2
   text::Compat compat = text::Compat::Fast;
 };
 
-/// A spec with the CLI's defaults (3 epochs, lr 1e-4, batch 32).
-AttackSpec default_attack_spec();
+/// Every option of an attack run, once (CLI flags, experiment configs, manifests).
+const util::Fields<AttackSpec>& attack_fields();
+/// The options an experiment config's attack entry (or a dataset's attack_options) may set.
+const util::Fields<AttackSpec>& attack_config_fields();
 
 /// Runs the attack and writes `out` atomically (HF folder + clean_test.tsv, triggered_test.tsv,
 /// poisoned_train.tsv, attack.json, manifest.json). Returns attack.json's content

@@ -9,12 +9,17 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "finepurify/attack/run.hpp"
+#include "finepurify/purify/defense.hpp"
+
 namespace finepurify::experiment {
 
+/// The training options a config sets (attack_training, defense_training); defaults from the specs.
 struct TrainSpec {
   int epochs = 3;
   double lr = 1e-4;
   int64_t batch_size = 32;
+  static TrainSpec of(const train::TrainOptions& t) { return {t.epochs, t.lr, t.batch_size}; }
 };
 
 struct DatasetSpec {
@@ -32,13 +37,13 @@ struct DatasetSpec {
 
 struct AttackEntry {
   std::string name, method;
-  nlohmann::json options = nlohmann::json::object();  ///< poison_rate, triggers, sentence, bias_word, epochs, lr
+  nlohmann::json options = nlohmann::json::object();  ///< keys of attack::attack_config_fields()
 };
 
 struct DefenseEntry {
   std::string name, method;  ///< method: fine-purifying | finetune | fine-pruning | fine-mixing | magnitude | reinit
   std::vector<double> grid;  ///< knob values (empty for finetune / reinit)
-  nlohmann::json options = nlohmann::json::object();  ///< epur, epur_rows, indicator, epsilon_scale, scope, fisher_at, reinit_head
+  nlohmann::json options = nlohmann::json::object();  ///< keys of purify::defense_config_fields()
 };
 
 struct ExperimentConfig {
@@ -48,8 +53,8 @@ struct ExperimentConfig {
   std::vector<DatasetSpec> datasets;
   std::vector<AttackEntry> attacks;
   std::vector<DefenseEntry> defenses;
-  TrainSpec attack_train{3, 1e-4, 32};
-  TrainSpec defense_train{3, 5e-5, 16};
+  TrainSpec attack_train = TrainSpec::of(attack::attack_training_defaults());
+  TrainSpec defense_train = TrainSpec::of(purify::clean_tuning_defaults());
   std::vector<double> thresholds = {1, 3, 5};  ///< accuracy budgets in points
   int64_t fisher_examples = 0;
   nlohmann::json raw;
@@ -67,6 +72,14 @@ struct RunOptions {
 /// Runs everything not already in `out/results.jsonl` (resume), then writes results.csv,
 /// results.json, report.md and plots/*.svg. Returns the number of result rows.
 int64_t run(const ExperimentConfig& cfg, const RunOptions& opt, torch::Device device);
+
+/// The defense run of one unit: `base`'s options (the spec defaults) with the config's on top: the
+/// defense training, the entry's method, grid and options, the largest budget, the Fisher size.
+purify::DefenseSpec defense_spec(const ExperimentConfig& cfg, const DefenseEntry& d, uint64_t seed,
+                                 const purify::DefenseSpec& base = {});
+/// The attack run of one unit before its data paths are set: the attack's options with the dataset's
+/// overrides on top, the dataset's target, bias word and max length, the attacker's training.
+attack::AttackSpec attack_spec(const ExperimentConfig& cfg, const DatasetSpec& ds, const AttackEntry& a, uint64_t seed);
 
 /// Builds results.csv / results.json / report.md / plots from result rows (one JSON object per row).
 void write_report(const ExperimentConfig& cfg, const std::vector<nlohmann::json>& rows, const std::string& out);

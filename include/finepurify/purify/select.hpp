@@ -7,17 +7,18 @@
 #include <torch/torch.h>
 
 #include "finepurify/purify/align.hpp"
+#include "finepurify/util/options.hpp"
 
 namespace finepurify::purify {
 
 /// fisher-ratio: r = delta^2 / (F + eps) (default); magnitude: r = delta^2; random: uniform
 /// (Fine-mixing); inverse-fisher: r = 1 / (F + eps).
 enum class Indicator { FisherRatio, Magnitude, Random, InverseFisher };
-Indicator indicator_from_string(const std::string& s);
-const char* indicator_name(Indicator i);
+const util::EnumTable<Indicator>& enum_table(Indicator);
 
+/// Global: top rho of all aligned dimensions; Tensor: top rho of each tensor.
 enum class Scope { Global, Tensor };
-Scope scope_from_string(const std::string& s);
+const util::EnumTable<Scope>& enum_table(Scope);
 
 struct IndicatorOptions {
   Indicator indicator = Indicator::FisherRatio;

@@ -9,19 +9,18 @@
 #include <optional>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "finepurify/model/bert.hpp"
+#include "finepurify/purify/diagnose.hpp"
 #include "finepurify/text/tokenizer.hpp"
 #include "finepurify/train/data.hpp"
 
 namespace finepurify::purify {
 
-/// The `k` vocabulary ids with the largest row indicator mass, from a diagnosis summary's
-/// "top_tokens" (ranked by the fisher-ratio indicator in `diagnose`). Fewer when the summary lists fewer.
-/// With a behavioural check in the summary ("token_probe"), instead the tokens whose insertion flips at
-/// least its min_flip share of predictions, most flipping first, at most `k` (possibly none).
-std::vector<int64_t> candidate_tokens(const nlohmann::json& diagnosis_summary, int64_t k);
+/// The `k` vocabulary ids with the largest row indicator mass, from a diagnosis' top_tokens (ranked
+/// by the fisher-ratio indicator in `diagnose`). Fewer when the summary lists fewer. With a
+/// behavioural check in the summary (token_probe), instead the tokens whose insertion flips at least
+/// its min_flip share of predictions, most flipping first, at most `k` (possibly none).
+std::vector<int64_t> candidate_tokens(const DiagnosisSummary& summary, int64_t k);
 
 /// One copy of every example of `s` with 1..max_insertions tokens drawn uniformly from `token_ids`, each
 /// inserted at a uniform position strictly between the first and the last token (the special tokens

@@ -1,14 +1,30 @@
-// Human-readable Markdown for purify/scan reports (the JSON holds the same facts).
+// Purify and scan reports: the typed results of src/purify as JSON (purify_report.json, scan
+// --json, experiment rows) and Markdown, and the output folder of a defense run.
 #pragma once
 #include <string>
 
 #include <nlohmann/json.hpp>
 
+#include "finepurify/purify/defense.hpp"
+
 namespace finepurify::report {
 
-/// Markdown for a `scan` diagnosis (purify::Diagnosis::summary).
+nlohmann::json diagnosis_json(const purify::DiagnosisSummary& d);
+nlohmann::json selection_json(const purify::Selection& s);
+/// Everything for purify_report.json; `dev_note` says how the clean dev part was chosen.
+nlohmann::json purify_json(const purify::PurifyResult& r, const std::string& dev_note = "");
+
+/// Markdown for a `scan` diagnosis (diagnosis_json's form).
 std::string diagnosis_markdown(const nlohmann::json& diagnosis, int top_tensors = 15);
 /// Markdown for a purify_report.json.
 std::string purify_markdown(const nlohmann::json& report);
+
+/// The run's manifest: `command`, every option of `spec` (defense_fields), the inputs' hashes.
+nlohmann::json defense_manifest(const purify::DefenseSpec& spec, const std::string& command);
+
+/// Writes the purified model as an HF folder at `out` (atomically; never over an input) with
+/// manifest.json, purify_report.json and purify_report.md.
+void save_defense(purify::DefenseRun& run, const purify::DefenseSpec& spec, const std::string& command,
+                  const std::string& out, bool overwrite);
 
 }  // namespace finepurify::report

@@ -22,8 +22,10 @@ const std::string kIn0 = "bert.encoder.layer.0.intermediate.dense.weight";
 }  // namespace
 
 TEST(Defenses, NamesRoundTripAndKnobs) {
-  for (auto& n : purify::defense_names()) EXPECT_EQ(purify::defense_name(purify::defense_from_string(n)), n);
-  EXPECT_THROW(purify::defense_from_string("prune"), Error);
+  const auto& table = purify::enum_table(purify::Defense{});
+  EXPECT_EQ(table.entries.size(), 6u);
+  for (auto& n : table.names()) EXPECT_EQ(util::name_of(util::parse_enum<purify::Defense>(n)), n);
+  EXPECT_THROW(util::parse_enum<purify::Defense>("prune"), Error);
   EXPECT_FALSE(purify::defense_has_knob(purify::Defense::FineTune));
   EXPECT_FALSE(purify::defense_has_knob(purify::Defense::Reinit));
   EXPECT_TRUE(purify::defense_has_knob(purify::Defense::FinePruning));
@@ -91,7 +93,7 @@ TEST(Reinit, ResetsEveryAlignedDimension) {
   auto res = purify::purify(*p.ft, p.pre_dir, tr, dv, tok, o, torch::kCPU);
   ASSERT_EQ(res.evaluated.size(), 1u);
   EXPECT_EQ(res.chosen_rho, 1.0);
-  EXPECT_EQ(res.evaluated[0].reset_dims, res.report["diagnosis"]["aligned_dimensions"].get<int64_t>());
+  EXPECT_EQ(res.evaluated[0].reset_dims, res.diagnosis.aligned_dimensions);
 }
 
 TEST(Epur, PicksRowsWithLargeDriftAndFewCleanOccurrences) {
@@ -126,12 +128,11 @@ TEST(Sweep, EvaluatesEveryGridValueAndPicksTheLargestWithinBudget) {
   o.max_acc_drop = 100;  // every point within budget
   o.grid = {0.3, 0.1, 0.2};
   o.sweep = true;
-  int measured = 0;
-  o.measure = [&](model::SequenceClassifierImpl&) { return nlohmann::json{{"n", ++measured}}; };
-  auto res = purify::purify(*p.ft, p.pre_dir, tr, dv, tok, o, torch::kCPU);
+  purify::Measurements ms;
+  ms.test = &dv;  // every evaluated point gets a test accuracy (here on the dev part: equal by construction)
+  auto res = purify::purify(*p.ft, p.pre_dir, tr, dv, tok, o, torch::kCPU, ms);
   ASSERT_EQ(res.evaluated.size(), 3u);
-  EXPECT_EQ(measured, 3);
-  EXPECT_EQ(res.evaluated[2].extra["n"], 3);
+  for (auto& pt : res.evaluated) EXPECT_EQ(pt.test_accuracy, pt.dev_accuracy);
   EXPECT_EQ(res.chosen_rho, 0.3);
   EXPECT_LT(res.evaluated[0].rho, res.evaluated[1].rho);  // sorted grid, every value evaluated
 }

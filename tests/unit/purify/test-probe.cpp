@@ -73,14 +73,16 @@ TEST(TokenProbe, CandidatesFromBothRankingsWithoutSpecialTokens) {
 }
 
 TEST(TokenProbe, PurifyCandidatesAreOnlyTheTokensThatFlip) {
-  nlohmann::json s = {{"top_tokens", {{{"id", 9}}, {{"id", 3}}}},
-                      {"token_probe",
-                       {{"min_flip", 0.5},
-                        {"tokens", {{{"id", 17}, {"flip_rate", 0.98}}, {{"id", 5}, {"flip_rate", 0.6}},
-                                    {{"id", 9}, {"flip_rate", 0.2}}}}}}};
+  purify::DiagnosisSummary s;
+  s.top_tokens = {{1, 9, "a", 1, 0.5, 1, {}}, {2, 3, "b", 1, 0.5, 1, {}}};
+  purify::ProbeReport p;
+  p.min_flip = 0.5;
+  for (auto [id, flip] : std::vector<std::pair<int64_t, double>>{{17, 0.98}, {5, 0.6}, {9, 0.2}})
+    p.tokens.push_back({0, {id, flip, 1, 10}, "t", 0, 0});
+  s.token_probe = p;
   EXPECT_EQ(purify::candidate_tokens(s, 10), (std::vector<int64_t>{17, 5}));
   EXPECT_EQ(purify::candidate_tokens(s, 1), (std::vector<int64_t>{17}));
-  s["token_probe"]["min_flip"] = 0.99;
+  s.token_probe->min_flip = 0.99;
   EXPECT_TRUE(purify::candidate_tokens(s, 10).empty());  // none passed: nothing, not the unchecked ranking
 }
 
@@ -93,16 +95,15 @@ TEST(TokenProbe, DiagnoseReportsTheCheckedTokensRankedByFlips) {
   o.probe_tokens = 5;
   o.probe_examples = 12;
   auto d = purify::diagnose(*lm.model, pair.pre_dir, fp_test::tiny_data(20, 4), tok, o, torch::kCPU);
-  ASSERT_TRUE(d.summary.contains("token_probe"));
-  const auto& p = d.summary["token_probe"];
-  EXPECT_EQ(p["examples"], 12);
-  EXPECT_GE(p["candidates"].get<int64_t>(), 5);
-  EXPECT_LE(p["candidates"].get<int64_t>(), 10);
-  ASSERT_EQ(p["tokens"].size(), p["candidates"].get<std::size_t>());
-  for (std::size_t i = 1; i < p["tokens"].size(); ++i)
-    EXPECT_GE(p["tokens"][i - 1]["flip_rate"].get<double>(), p["tokens"][i]["flip_rate"].get<double>());
+  ASSERT_TRUE(d.summary.token_probe.has_value());
+  const auto& p = *d.summary.token_probe;
+  EXPECT_EQ(p.examples, 12);
+  EXPECT_GE(p.candidates, 5);
+  EXPECT_LE(p.candidates, 10);
+  ASSERT_EQ(static_cast<int64_t>(p.tokens.size()), p.candidates);
+  for (std::size_t i = 1; i < p.tokens.size(); ++i) EXPECT_GE(p.tokens[i - 1].probe.flip_rate, p.tokens[i].probe.flip_rate);
   o.probe_tokens = 0;
   lm = model::load_classifier(pair.ft_dir, lo);
   EXPECT_FALSE(purify::diagnose(*lm.model, pair.pre_dir, fp_test::tiny_data(20, 4), tok, o, torch::kCPU)
-                   .summary.contains("token_probe"));
+                   .summary.token_probe.has_value());
 }

@@ -168,7 +168,8 @@ TEST(Indicators, FormulasAndEpsilon) {
   EXPECT_TRUE(torch::allclose(purify::compute_indicators(a, ft, nullptr, o)["w"], torch::tensor({1.f, 4.f, 0.f})));
   o.indicator = purify::Indicator::FisherRatio;
   EXPECT_THROW(purify::compute_indicators(a, ft, nullptr, o), Error);
-  EXPECT_THROW(purify::indicator_from_string("nope"), Error);
+  EXPECT_THROW(util::parse_enum<purify::Indicator>("nope"), Error);
+  EXPECT_EQ(util::parse_enum<purify::Indicator>("inverse-fisher"), purify::Indicator::InverseFisher);
 }
 
 TEST(Purify, FixedRhoRunsEndToEndOnTinyModel) {
@@ -187,7 +188,7 @@ TEST(Purify, FixedRhoRunsEndToEndOnTinyModel) {
   int64_t d = 0;
   for (auto& q : p.ft->parameters()) d += q.numel();
   EXPECT_EQ(res.evaluated[0].reset_dims, std::llround(0.1 * d));
-  EXPECT_EQ(res.report["diagnosis"]["top_tokens"].size(), 20u);
+  EXPECT_EQ(res.diagnosis.top_tokens.size(), 20u);
   o.reset_fraction.reset();
   EXPECT_THROW(purify::purify(*p.ft, p.pre_dir, tr, dv, tok, o, torch::kCPU), Error);  // needs rho or budget
 }

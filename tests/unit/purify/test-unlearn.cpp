@@ -85,10 +85,11 @@ TEST(Unlearn, RejectsEmptyCandidatesAndBadCounts) {
 }
 
 TEST(Unlearn, CandidatesFollowTheScanRanking) {
-  nlohmann::json s = {{"top_tokens", {{{"id", 9}}, {{"id", 3}}, {{"id", 17}}}}};
+  purify::DiagnosisSummary s;
+  for (int64_t id : {9, 3, 17}) s.top_tokens.push_back({static_cast<int64_t>(s.top_tokens.size() + 1), id, "t", 1, 0.1, 1, {}});
   EXPECT_EQ(purify::candidate_tokens(s, 2), (std::vector<int64_t>{9, 3}));
   EXPECT_EQ(purify::candidate_tokens(s, 10), (std::vector<int64_t>{9, 3, 17}));
-  EXPECT_TRUE(purify::candidate_tokens(nlohmann::json::object(), 3).empty());
+  EXPECT_TRUE(purify::candidate_tokens(purify::DiagnosisSummary{}, 3).empty());
 }
 
 TEST(Unlearn, PurifyTrainsOnTheCopiesAndReportsTheCandidates) {
@@ -112,12 +113,12 @@ TEST(Unlearn, PurifyTrainsOnTheCopiesAndReportsTheCandidates) {
   };
   auto [with, w_with] = run(3);
   auto [without, w_without] = run(0);
-  ASSERT_TRUE(with.report.at("unlearning").is_object());
-  EXPECT_EQ(with.report["unlearning"]["tokens"].size(), 3u);
-  EXPECT_EQ(with.report["unlearning"]["train_examples"], 48);
-  EXPECT_TRUE(without.report.at("unlearning").is_null());
-  EXPECT_EQ(with.report["diagnosis"]["indicator"], "fisher-ratio");  // the candidates' ranking
-  EXPECT_EQ(with.report["diagnosis"]["reset_indicator"], "magnitude");
+  ASSERT_TRUE(with.unlearning.has_value());
+  EXPECT_EQ(with.unlearning->tokens.size(), 3u);
+  EXPECT_EQ(with.unlearning->train_examples, 48);
+  EXPECT_FALSE(without.unlearning.has_value());
+  EXPECT_EQ(with.diagnosis.indicator, purify::Indicator::FisherRatio);  // the candidates' ranking
+  EXPECT_EQ(with.diagnosis.reset_indicator, purify::Indicator::Magnitude);
   // Same reset (magnitude selection either way), different fine-tuning data: different weights.
   EXPECT_EQ(with.evaluated[0].reset_dims, without.evaluated[0].reset_dims);
   double diff = 0;
@@ -154,9 +155,9 @@ TEST(Neutralize, PurifyNeutralizesTheTopSuspiciousRowsWithTheMeanPretrainedRow) 
   model::LoadOptions lo;
   auto lm = model::load_classifier(pair.ft_dir, lo);
   auto res = purify::purify(*lm.model, pair.pre_dir, data, dev, tok, o, torch::kCPU);
-  ASSERT_TRUE(res.report.at("neutralized").is_object());
-  ASSERT_EQ(res.report["neutralized"]["tokens"].size(), 2u);
-  auto ids = purify::candidate_tokens(res.report["diagnosis"], 2);
+  ASSERT_TRUE(res.neutralized.has_value());
+  ASSERT_EQ(res.neutralized->tokens.size(), 2u);
+  auto ids = purify::candidate_tokens(res.diagnosis, 2);
   ASSERT_EQ(ids.size(), 2u);
   auto pre = model::load_classifier(pair.pre_dir, lo);
   auto mean_row = pre.model->word_embedding_weight().detach().mean(0);

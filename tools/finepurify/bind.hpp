@@ -1,0 +1,51 @@
+// The CLI side of the option tables (util/options.hpp): one flag per table row, with the spec's
+// current value as the shown default, the row's checks (range, choices, existing file, model name)
+// and its help. Subcommands bind their spec's table instead of restating options.
+#pragma once
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "commands.hpp"
+#include "finepurify/util/options.hpp"
+
+namespace fp_cli {
+
+template <class S>
+CLI::Option* bind_field(CLI::App* cmd, S& spec, const finepurify::util::Field<S>& f) {
+  using finepurify::util::Kind;
+  void* p = f.ref(spec);
+  const auto flag = f.flag();
+  CLI::Option* o = nullptr;
+  switch (f.kind) {
+    case Kind::Bool: return cmd->add_flag(flag, *static_cast<bool*>(p), f.help);
+    case Kind::Int: o = cmd->add_option(flag, *static_cast<int*>(p), f.help); break;
+    case Kind::Int64: o = cmd->add_option(flag, *static_cast<int64_t*>(p), f.help); break;
+    case Kind::UInt64: o = cmd->add_option(flag, *static_cast<uint64_t*>(p), f.help); break;
+    case Kind::Double: o = cmd->add_option(flag, *static_cast<double*>(p), f.help); break;
+    case Kind::String: o = cmd->add_option(flag, *static_cast<std::string*>(p), f.help); break;
+    case Kind::OptDouble: o = cmd->add_option(flag, *static_cast<std::optional<double>*>(p), f.help); break;
+    case Kind::Doubles: o = cmd->add_option(flag, *static_cast<std::vector<double>*>(p), f.help)->delimiter(','); break;
+    case Kind::Strings: o = cmd->add_option(flag, *static_cast<std::vector<std::string>*>(p), f.help)->delimiter(','); break;
+    case Kind::Enum:
+      o = cmd->add_option_function<std::string>(flag, [&spec, f](const std::string& v) { f.set_name(spec, v); }, f.help)
+              ->default_str(f.get_name(spec));
+      break;
+  }
+  if (f.kind != Kind::Enum && f.kind != Kind::OptDouble) o->capture_default_str();
+  if (!f.choices.empty()) o->check(CLI::IsMember(f.choices));
+  if (f.min || f.max)
+    o->check(CLI::Range(f.min.value_or(std::numeric_limits<double>::lowest()), f.max.value_or(std::numeric_limits<double>::max())));
+  if (f.path == finepurify::util::PathCheck::ExistingFile) o->check(CLI::ExistingFile);
+  if (f.path == finepurify::util::PathCheck::Model) o->transform(model_folder());
+  if (f.required) o->required();
+  return o;
+}
+
+/// One flag per row of `fields`, writing into `spec` (which must outlive the parse).
+template <class S>
+void bind(CLI::App* cmd, S& spec, const finepurify::util::Fields<S>& fields) {
+  for (auto& f : fields) bind_field(cmd, spec, f);
+}
+
+}  // namespace fp_cli

@@ -72,8 +72,23 @@ std::string slug(const std::string& s) {
 
 }  // namespace
 
-void write_report(const ExperimentConfig& cfg, const std::vector<json>& rows, const std::string& out) {
-  fs::create_directories(fs::path(out) / "plots");
+namespace {
+
+/// What every part of the report reads: the config's names in order and the rows.
+struct ReportInput {
+  const ExperimentConfig& cfg;
+  const std::vector<json>& rows;
+  const std::string& out;
+  std::vector<std::string> datasets, attacks, defenses;
+  std::vector<const json*> rows_of(const std::string& ds, const std::string& at, const std::string& de) const {
+    std::vector<const json*> r;
+    for (auto& x : rows)
+      if (x.value("dataset", "") == ds && x.value("attack", "") == at && x.value("defense", "") == de) r.push_back(&x);
+    return r;
+  }
+};
+
+void write_tables(const std::vector<json>& rows, const std::string& out) {
   // results.csv and results.json
   const std::vector<std::string> cols = {"dataset", "attack", "seed", "defense", "method", "knob", "reset_dims",
                                          "dev_acc", "suspect_dev_acc", "test_acc", "asr", "clean_model_test_acc", "clean_model_asr",
@@ -88,24 +103,16 @@ void write_report(const ExperimentConfig& cfg, const std::vector<json>& rows, co
   io::write_text_atomic((fs::path(out) / "results.csv").string(), csv);
   io::write_text_atomic((fs::path(out) / "results.json").string(), json(rows).dump(1) + "\n");
 
-  std::vector<std::string> datasets, attacks, defenses;
-  for (auto& d : cfg.datasets) datasets.push_back(d.name);
-  for (auto& a : cfg.attacks) attacks.push_back(a.name);
-  for (auto& d : cfg.defenses) defenses.push_back(d.name);
-  auto rows_of = [&](const std::string& ds, const std::string& at, const std::string& de) {
-    std::vector<const json*> r;
-    for (auto& x : rows)
-      if (x.value("dataset", "") == ds && x.value("attack", "") == at && x.value("defense", "") == de) r.push_back(&x);
-    return r;
-  };
+}
 
-  std::string md = fmt::format("# Experiment `{}`\n\n", cfg.name);
+std::string header_md(const ReportInput& c) {
+  std::string md = fmt::format("# Experiment `{}`\n\n", c.cfg.name);
   md += fmt::format(
       "Config: `{}` · model: `{}` · seeds: {} · max length {} · attack training {} epochs lr {:g} · defense "
       "fine-tuning {} epochs lr {:g} · {} result rows.\n\n",
-      cfg.config_path, cfg.pretrained, json(cfg.seeds).dump(), cfg.max_length, cfg.attack_train.epochs,
-      cfg.attack_train.lr, cfg.defense_train.epochs, cfg.defense_train.lr, rows.size());
-  for (auto& ds : cfg.datasets) {  // per-dataset settings that differ from the config-level ones
+      c.cfg.config_path, c.cfg.pretrained, json(c.cfg.seeds).dump(), c.cfg.max_length, c.cfg.attack_train.epochs,
+      c.cfg.attack_train.lr, c.cfg.defense_train.epochs, c.cfg.defense_train.lr, c.rows.size());
+  for (auto& ds : c.cfg.datasets) {  // per-dataset settings that differ from the config-level ones
     std::vector<std::string> extra;
     if (ds.max_length > 0) extra.push_back(fmt::format("max length {}", ds.max_length));
     if (ds.attack_train)
@@ -118,16 +125,20 @@ void write_report(const ExperimentConfig& cfg, const std::vector<json>& rows, co
         "the target (%). Each defense's knob is chosen per run as the largest grid value whose clean-dev accuracy "
         "stays within the budget of the suspect's (fine-tuning when none does). Values are mean ± std over seeds.\n\n";
 
-  // Undefended models
+  return md;
+}
+
+std::string attacks_md(const ReportInput& c) {
+  std::string md;
   md += "## Attacks on the undefended model\n\nThe clean fine-tune is trained on the same rows without poison; its "
         "ASR on the same triggered set is the floor a defense can reach (a model without a backdoor still "
         "predicts the target for some non-target inputs).\n\n"
         "| dataset | attack | clean fine-tune ACC | clean fine-tune ASR | poisoned ACC | poisoned ASR |\n"
         "|---|---|---|---|---|---|\n";
-  for (auto& ds : datasets)
-    for (auto& at : attacks) {
+  for (auto& ds : c.datasets)
+    for (auto& at : c.attacks) {
       Stat ca, casr, pa, asr;
-      for (auto* r : rows_of(ds, at, "none")) {
+      for (auto* r : c.rows_of(ds, at, "none")) {
         ca.v.push_back(r->value("clean_model_test_acc", 0.0));
         if (r->contains("clean_model_asr")) casr.v.push_back(r->value("clean_model_asr", 0.0));
         pa.v.push_back(r->value("test_acc", 0.0));
@@ -138,22 +149,26 @@ void write_report(const ExperimentConfig& cfg, const std::vector<json>& rows, co
     }
   md += "\n";
 
-  // Tables per budget
-  for (double th : cfg.thresholds) {
+  return md;
+}
+
+std::string budget_tables_md(const ReportInput& c) {
+  std::string md;
+  for (double th : c.cfg.thresholds) {
     md += fmt::format("## ΔACC ≤ {:g} points: ACC / ASR\n\n| dataset | attack |", th);
-    for (auto& de : defenses) md += " " + de + " |";
+    for (auto& de : c.defenses) md += " " + de + " |";
     md += "\n|---|---|";
-    for (std::size_t i = 0; i < defenses.size(); ++i) md += "---|";
+    for (std::size_t i = 0; i < c.defenses.size(); ++i) md += "---|";
     md += "\n";
-    for (auto& ds : datasets)
-      for (auto& at : attacks) {
+    for (auto& ds : c.datasets)
+      for (auto& at : c.attacks) {
         std::string line = fmt::format("| {} | {} |", ds, at);
         bool any = false;
-        for (auto& de : defenses) {
+        for (auto& de : c.defenses) {
           Stat acc, asr;
           std::vector<std::string> knobs;
-          for (auto seed : cfg.seeds)
-            if (auto* r = choose_under_budget(rows, ds, at, seed, de, th)) {
+          for (auto seed : c.cfg.seeds)
+            if (auto* r = choose_under_budget(c.rows, ds, at, seed, de, th)) {
               acc.v.push_back(r->value("test_acc", 0.0));
               asr.v.push_back(r->value("asr", 0.0));
               knobs.push_back(fmt::format("{:g}", r->value("knob", 0.0)));
@@ -168,25 +183,29 @@ void write_report(const ExperimentConfig& cfg, const std::vector<json>& rows, co
     md += "\n<sub>(knob chosen per seed: reset fraction ρ, or pruned fraction for fine-pruning)</sub>\n\n";
   }
 
-  // Plots
+  return md;
+}
+
+std::string asr_plots_md(const ReportInput& c) {
+  std::string md;
   md += "## ASR against ACC as each defense's knob varies\n\n";
-  for (auto& ds : datasets)
-    for (auto& at : attacks) {
+  for (auto& ds : c.datasets)
+    for (auto& at : c.attacks) {
       std::vector<report::Series> series;
-      for (auto& de : defenses) {
+      for (auto& de : c.defenses) {
         report::Series s;
         s.name = de;
-        std::vector<const json*> pts = rows_of(ds, at, de);
+        std::vector<const json*> pts = c.rows_of(ds, at, de);
         std::sort(pts.begin(), pts.end(), [](auto* a, auto* b) { return a->value("knob", 0.0) < b->value("knob", 0.0); });
         for (auto* p : pts) {
-          if (p->value("seed", 0ull) != cfg.seeds.front()) continue;
+          if (p->value("seed", 0ull) != c.cfg.seeds.front()) continue;
           s.x.push_back(100 * p->value("test_acc", 0.0));
           s.y.push_back(100 * p->value("asr", 0.0));
           s.labels.push_back(fmt::format("{:g}", p->value("knob", 0.0)));
         }
         if (!s.x.empty()) series.push_back(s);
       }
-      auto none = rows_of(ds, at, "none");
+      auto none = c.rows_of(ds, at, "none");
       if (series.empty() || none.empty()) continue;
       report::Series sus{"undefended", {100 * none[0]->value("test_acc", 0.0)}, {100 * none[0]->value("asr", 0.0)}, {}};
       series.push_back(sus);
@@ -197,25 +216,30 @@ void write_report(const ExperimentConfig& cfg, const std::vector<json>& rows, co
       for (auto& s : series)
         for (double x : s.x) xmin = std::min(xmin, x);
       report::ChartOptions co;
-      co.title = fmt::format("{} / {} (seed {})", ds, at, cfg.seeds.front());
+      co.title = fmt::format("{} / {} (seed {})", ds, at, c.cfg.seeds.front());
       co.x_label = "clean test ACC (%)";
       co.y_label = "ASR (%)";
       co.x_min = std::max(0.0, std::floor(xmin / 10) * 10);
       co.x_max = 100;
       const std::string file = fmt::format("plots/asr-acc-{}-{}.svg", slug(ds), slug(at));
-      io::write_text_atomic((fs::path(out) / file).string(), report::line_chart(series, co));
+      io::write_text_atomic((fs::path(c.out) / file).string(), report::line_chart(series, co));
       md += fmt::format("![{} {}]({})\n", ds, at, file);
     }
+  return md;
+}
+
+std::string layer_plots_md(const ReportInput& c) {
+  std::string md;
   md += "\n## Where the reset dimensions sit (share per layer, largest knob within the 3-point budget, seed " +
-        std::to_string(cfg.seeds.front()) + ")\n\n";
-  for (auto& ds : datasets)
-    for (auto& at : attacks) {
+        std::to_string(c.cfg.seeds.front()) + ")\n\n";
+  for (auto& ds : c.datasets)
+    for (auto& at : c.attacks) {
       std::vector<std::string> cats;
       std::vector<report::Series> series;
       std::set<std::string> layer_names;
       std::vector<std::pair<std::string, json>> chosen;
-      for (auto& de : defenses) {
-        auto* r = choose_under_budget(rows, ds, at, cfg.seeds.front(), de, 3.0);
+      for (auto& de : c.defenses) {
+        auto* r = choose_under_budget(c.rows, ds, at, c.cfg.seeds.front(), de, 3.0);
         if (!r || r->value("defense", "") != de || r->value("reset_dims", 0) == 0) continue;
         chosen.emplace_back(de + fmt::format(" ({:g})", r->value("knob", 0.0)), r->value("per_layer", json::object()));
         for (auto& [k, v] : chosen.back().second.items()) layer_names.insert(k);
@@ -244,10 +268,22 @@ void write_report(const ExperimentConfig& cfg, const std::vector<json>& rows, co
       co.x_label = "layer";
       co.y_label = "share of reset dims (%)";
       const std::string file = fmt::format("plots/layers-{}-{}.svg", slug(ds), slug(at));
-      io::write_text_atomic((fs::path(out) / file).string(), report::bar_chart(cats, series, co));
+      io::write_text_atomic((fs::path(c.out) / file).string(), report::bar_chart(cats, series, co));
       md += fmt::format("![{} {} layers]({})\n", ds, at, file);
     }
-  md += "\n";
+  return md;
+}
+
+}  // namespace
+
+void write_report(const ExperimentConfig& cfg, const std::vector<json>& rows, const std::string& out) {
+  fs::create_directories(fs::path(out) / "plots");
+  write_tables(rows, out);
+  ReportInput c{cfg, rows, out, {}, {}, {}};
+  for (auto& d : cfg.datasets) c.datasets.push_back(d.name);
+  for (auto& a : cfg.attacks) c.attacks.push_back(a.name);
+  for (auto& d : cfg.defenses) c.defenses.push_back(d.name);
+  const std::string md = header_md(c) + attacks_md(c) + budget_tables_md(c) + asr_plots_md(c) + layer_plots_md(c) + "\n";
   io::write_text_atomic((fs::path(out) / "report.md").string(), md);
 }
 

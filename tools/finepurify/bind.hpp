@@ -11,6 +11,18 @@
 
 namespace fp_cli {
 
+/// CLI11 check ">= lo" (CLI::Range would print the upper end as 1.79769e+308).
+inline CLI::Validator at_least(double lo) {
+  const auto text = CLI::detail::to_string(lo);
+  return CLI::Validator(
+      [lo, text](std::string& s) -> std::string {
+        double v = 0;
+        if (!CLI::detail::lexical_cast(s, v)) return "'" + s + "' is not a number";
+        return v < lo ? "value " + s + " below " + text : std::string();
+      },
+      ">= " + text);
+}
+
 template <class S>
 CLI::Option* bind_field(CLI::App* cmd, S& spec, const finepurify::util::Field<S>& f) {
   using finepurify::util::Kind;
@@ -34,8 +46,8 @@ CLI::Option* bind_field(CLI::App* cmd, S& spec, const finepurify::util::Field<S>
   }
   if (f.kind != Kind::Enum && f.kind != Kind::OptDouble) o->capture_default_str();
   if (!f.choices.empty()) o->check(CLI::IsMember(f.choices));
-  if (f.min || f.max)
-    o->check(CLI::Range(f.min.value_or(std::numeric_limits<double>::lowest()), f.max.value_or(std::numeric_limits<double>::max())));
+  if (f.min && f.max) o->check(CLI::Range(*f.min, *f.max));
+  if (f.min && !f.max) o->check(at_least(*f.min));
   if (f.path == finepurify::util::PathCheck::ExistingFile) o->check(CLI::ExistingFile);
   if (f.path == finepurify::util::PathCheck::Model) o->transform(model_folder());
   if (f.required) o->required();
@@ -44,7 +56,7 @@ CLI::Option* bind_field(CLI::App* cmd, S& spec, const finepurify::util::Field<S>
 
 /// One flag per row of `fields`, writing into `spec` (which must outlive the parse).
 template <class S>
-void bind(CLI::App* cmd, S& spec, const finepurify::util::Fields<S>& fields) {
+void bind_options(CLI::App* cmd, S& spec, const finepurify::util::Fields<S>& fields) {
   for (auto& f : fields) bind_field(cmd, spec, f);
 }
 

@@ -17,7 +17,7 @@ void register_attack(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("attack", "Build a backdoored (poisoned) classifier and its clean / triggered test sets");
-  bind(cmd, a->spec, attack::attack_fields());
+  bind_options(cmd, a->spec, attack::attack_fields());
   cmd->add_option("--out", a->out, "output folder (HF model + test sets + attack.json)")->required();
   cmd->add_flag("--overwrite", a->overwrite, "replace an existing --out folder");
   auto* lr = cmd->get_option("--lr");

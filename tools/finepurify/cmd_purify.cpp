@@ -21,7 +21,7 @@ struct Outputs {
 void register_reset_command(CLI::App& app, const char* name, const char* help, const util::Fields<purify::DefenseSpec>& fields) {
   auto a = std::make_shared<Outputs>();
   auto* cmd = app.add_subcommand(name, help);
-  bind(cmd, a->spec, fields);
+  bind_options(cmd, a->spec, fields);
   cmd->add_option("--out", a->out, "output HF folder (+ purify_report.json/.md)")->required();
   cmd->add_flag("--overwrite", a->overwrite, "replace an existing --out folder");
   cmd->get_option("--reset-fraction")->excludes(cmd->get_option("--max-acc-drop"));
@@ -57,7 +57,7 @@ void register_scan(CLI::App& app) {
   auto a = std::make_shared<Outputs>();
   a->spec = purify::scan_defaults();
   auto* cmd = app.add_subcommand("scan", "Report suspicious dimensions and tokens (Fisher + indicator, no fine-tuning)");
-  bind(cmd, a->spec, util::pick(purify::defense_fields(), {"pretrained", "suspect", "clean", "max_length", "seed", "indicator",
+  bind_options(cmd, a->spec, util::pick(purify::defense_fields(), {"pretrained", "suspect", "clean", "max_length", "seed", "indicator",
                                                            "epsilon_scale", "fisher_at", "fisher_examples", "top_tokens",
                                                            "probe_tokens", "probe_examples", "probe_min_flip"}));
   cmd->add_option("--report", a->out, "also write the diagnosis as JSON (.json) or Markdown (.md)");

@@ -10,6 +10,7 @@
 #include "finepurify/error.hpp"
 #include "finepurify/experiment/runner.hpp"
 #include "finepurify/model/loader.hpp"
+#include "finepurify/report/purify_report.hpp"
 #include "fp_tiny.hpp"
 
 using namespace finepurify;
@@ -320,4 +321,46 @@ TEST(ExperimentRunner, ChangedSettingsRerunTheirUnitsAndReplaceOldRows) {
   int attacks = 0;
   for (auto& e : fs::directory_iterator(dir / "out" / "cache")) attacks += e.path().filename().string().rfind("attack-", 0) == 0;
   EXPECT_EQ(attacks, 2);  // the earlier poisoned model stays cached
+}
+
+// Options come from the spec tables: a typo is an error naming the key, an option not given keeps
+// the spec's default, and a default changed in the spec (here in the base spec the runner starts
+// from) reaches the unit's defense run and its manifest.
+TEST(ExperimentConfig, OptionsFollowTheSpecTables) {
+  auto dir = fp_test::temp_dir("expopt");
+  make_world(dir);
+  auto write = [&](const json& j) {
+    fp_test::write_file((dir / "c.json").string(), j.dump());
+    return (dir / "c.json").string();
+  };
+  auto j = tiny_config_json();
+  j["defenses"][1]["options"] = {{"epur_rowz", 3}};
+  try {
+    experiment::load_config(write(j));
+    ADD_FAILURE() << "accepted an unknown defense option";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::ExperimentConfigInvalid);
+    EXPECT_NE(std::string(e.what()).find("unknown option \"epur_rowz\""), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("epur_rows"), std::string::npos) << e.what();  // the known ones are listed
+  }
+  j = tiny_config_json();
+  j["attacks"][0]["options"] = {{"side", "c"}};
+  EXPECT_THROW(experiment::load_config(write(j)), Error);
+  j = tiny_config_json();
+  auto cfg = experiment::load_config(write(j));
+  const auto& entry = cfg.defenses.at(1);
+  ASSERT_FALSE(entry.options.contains("epur_rows"));
+  EXPECT_EQ(experiment::defense_spec(cfg, entry, 1).purify.epur_rows, purify::DefenseSpec{}.purify.epur_rows);
+  purify::DefenseSpec changed;
+  changed.purify.epur_rows = 77;
+  const auto spec = experiment::defense_spec(cfg, entry, 1, changed);
+  EXPECT_EQ(spec.purify.epur_rows, 77);
+  EXPECT_EQ(report::defense_manifest(spec, "test").at("options").at("epur_rows"), 77);
+  auto with = entry;
+  with.options["epur_rows"] = 5;
+  EXPECT_EQ(experiment::defense_spec(cfg, with, 1, changed).purify.epur_rows, 5);  // the config's value wins
+  // The config-level training defaults are the specs' (attack: AttackSpec, defense: the clean tuning).
+  experiment::ExperimentConfig plain;
+  EXPECT_EQ(plain.defense_train.batch_size, purify::clean_tuning_defaults().batch_size);
+  EXPECT_EQ(plain.attack_train.lr, attack::attack_training_defaults().lr);
 }

@@ -6,7 +6,10 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include <CLI/CLI.hpp>
+
 #include "finepurify/model/loader.hpp"
+#include "finepurify/purify/defense.hpp"
 #include "fp_tiny.hpp"
 
 using namespace finepurify;
@@ -166,4 +169,34 @@ TEST(CliPurify, TruncatedSuspectCheckpointIsNamed) {
   EXPECT_LT(rc, 128) << "a crash, not an error exit";
   EXPECT_NE(o.find("model.safetensors"), std::string::npos) << o;
   EXPECT_FALSE(fs::exists(out));
+}
+
+// Every option's shown default is the spec's (DefenseSpec / scan_defaults), never a literal
+// restated by the CLI: a default changed in the spec changes --help with it.
+TEST(CliPurify, HelpShowsTheSpecDefaults) {
+  auto check = [](const std::string& command, const purify::DefenseSpec& spec) {
+    std::string help;
+    ASSERT_EQ(cli(command + " --help", &help), 0) << help;
+    int checked = 0;
+    for (auto& f : purify::defense_fields()) {
+      const auto at = help.find("  " + f.flag() + " ");
+      if (at == std::string::npos) continue;  // not bound by this command
+      const auto line = help.substr(at, help.find('\n', at) - at);
+      const auto v = util::field_json(f, spec);
+      if (v.is_number() || (v.is_string() && !v.get<std::string>().empty())) {
+        const std::string shown = v.is_string() ? v.get<std::string>()
+                                  : v.is_number_float() ? CLI::detail::to_string(v.get<double>())
+                                                        : v.dump();
+        EXPECT_NE(line.find("=" + shown), std::string::npos) << command << ": " << line << " (spec: " << shown << ")";
+        ++checked;
+      }
+    }
+    EXPECT_GE(checked, 10) << command;
+  };
+  check("defend", purify::DefenseSpec{});
+  check("purify", purify::DefenseSpec{});
+  check("scan", purify::scan_defaults());
+  std::string help;
+  cli("scan --help", &help);
+  EXPECT_NE(help.find("--probe-tokens INT:>= 0=50"), std::string::npos) << help;  // scan's own default
 }

@@ -43,13 +43,7 @@ text::Dataset first_rows(text::Dataset d, int64_t n) {
 
 }  // namespace
 
-train::TrainOptions attack_training_defaults() {
-  train::TrainOptions t;
-  t.epochs = 3;
-  t.lr = 1e-4;
-  t.batch_size = 32;
-  return t;
-}
+train::TrainOptions attack_training_defaults() { return train::train_options(3, 1e-4, 32); }
 
 using util::field;
 

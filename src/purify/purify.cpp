@@ -32,13 +32,7 @@ const util::EnumTable<Defense>& enum_table(Defense) {
 bool defense_has_knob(Defense d) { return d != Defense::FineTune && d != Defense::Reinit; }
 const char* knob_name(Defense d) { return d == Defense::FinePruning ? "pruned" : "rho"; }
 
-train::TrainOptions clean_tuning_defaults() {
-  train::TrainOptions t;
-  t.epochs = 3;
-  t.lr = 5e-5;
-  t.batch_size = 16;
-  return t;
-}
+train::TrainOptions clean_tuning_defaults() { return train::train_options(3, 5e-5, 16); }
 
 std::vector<double> default_grid() {
   return {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9};

@@ -27,6 +27,14 @@ json TrainResult::to_json() const {
           {"tokens_per_second", tokens_per_second}};
 }
 
+TrainOptions train_options(int epochs, double lr, int64_t batch_size) {
+  TrainOptions t;
+  t.epochs = epochs;
+  t.lr = lr;
+  t.batch_size = batch_size;
+  return t;
+}
+
 TrainResult fine_tune(model::SequenceClassifierImpl& m, const TokenizedSet& train, const TokenizedSet* dev,
                       const TrainOptions& opt, torch::Device device) {
   if (train.size() == 0) throw Error(ErrorKind::InvalidArgument, "fine_tune: the training set is empty");

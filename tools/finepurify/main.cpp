@@ -41,19 +41,11 @@ int main(int argc, char** argv) {
   app.add_option("--tokenizer-compat", g.tokenizer_compat,
                  "match the 'fast' (AutoTokenizer default) or 'slow' Hugging Face tokenizer")
       ->check(CLI::IsMember({"fast", "slow"}));
-  fp_cli::register_finetune(app);
-  fp_cli::register_eval(app);
-  fp_cli::register_predict(app);
-  fp_cli::register_tokenize(app);
-  fp_cli::register_demo(app);
-  fp_cli::register_bench(app);
-  fp_cli::register_purify(app);
-  fp_cli::register_defend(app);
-  fp_cli::register_experiment(app);
-  fp_cli::register_scan(app);
-  fp_cli::register_attack(app);
-  fp_cli::register_models(app);
-  fp_cli::register_fisher(app);
+  for (auto* reg : {fp_cli::register_finetune, fp_cli::register_eval, fp_cli::register_predict, fp_cli::register_tokenize,
+                    fp_cli::register_demo, fp_cli::register_bench, fp_cli::register_purify, fp_cli::register_defend,
+                    fp_cli::register_experiment, fp_cli::register_scan, fp_cli::register_attack, fp_cli::register_models,
+                    fp_cli::register_fisher})
+    reg(app);
   app.parse_complete_callback([&]() {
     util::set_quiet(g.quiet);
     int n = util::configure_threads(g.threads);

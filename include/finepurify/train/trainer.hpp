@@ -34,6 +34,9 @@ struct TrainOptions {
   std::function<void(model::SequenceClassifierImpl&)> after_backward;
 };
 
+/// TrainOptions with these three set (the others at their defaults).
+TrainOptions train_options(int epochs, double lr, int64_t batch_size);
+
 struct EpochStats {
   int epoch = 0;
   double train_loss = 0;

@@ -323,8 +323,9 @@ int64_t TensorInfo::numel() const {
   return n;
 }
 
-SafetensorsView::SafetensorsView(const uint8_t* data, std::size_t size, std::string source)
-    : source_(std::move(source)) {
+namespace {
+/// Checks the 8-byte length, the header's size, UTF-8 and first byte; returns the header length.
+uint64_t checked_header_length(const uint8_t* data, std::size_t size, const std::string& source_) {
   if (size < 8)
     throw Error(ErrorKind::StHeaderTooSmall,
                 fmt::format("{}: {} bytes, shorter than the 8-byte header length", source_, size));
@@ -345,6 +346,45 @@ SafetensorsView::SafetensorsView(const uint8_t* data, std::size_t size, std::str
     throw Error(ErrorKind::StInvalidHeaderStart,
                 n == 0 ? fmt::format("{}: header is empty, expected a JSON object starting with '{{'", source_)
                        : fmt::format("{}: header starts with byte 0x{:02x}, expected '{{'", source_, header[0]));
+
+  return n;
+}
+
+/// A header entry as a TensorInfo, its element count and byte size checked against overflow and
+/// its data_offsets [begin, end).
+TensorInfo checked_tensor(const HeaderSax::Entry& e, Dtype dtype, uint64_t begin, uint64_t end, const std::string& source_) {
+  TensorInfo t;
+  t.name = e.name;
+  t.dtype = dtype;
+  t.begin = begin;
+  t.end = end;
+  uint64_t count = 1;
+  for (uint64_t d : e.shape) {
+    if (d > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) || __builtin_mul_overflow(count, d, &count))
+      throw Error(ErrorKind::StOverflow,
+                  fmt::format("{}: tensor \"{}\": element count of shape [{}] overflows 64 bits", source_,
+                              e.name, fmt::join(e.shape, ", ")));
+    t.shape.push_back(static_cast<int64_t>(d));
+  }
+  uint64_t bytes = 0;
+  if (count > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
+      __builtin_mul_overflow(count, static_cast<uint64_t>(dtype_size(t.dtype)), &bytes))
+    throw Error(ErrorKind::StOverflow,
+                fmt::format("{}: tensor \"{}\": {} elements of {} overflow 64 bits", source_, e.name, count,
+                            dtype_name(t.dtype)));
+  if (bytes != end - begin)
+    throw Error(ErrorKind::StDataSizeMismatch,
+                fmt::format("{}: tensor \"{}\": shape {} of {} needs {} bytes, data_offsets [{}, {}] hold {}",
+                            source_, e.name, shape_text(t.shape), dtype_name(t.dtype), bytes, begin, end,
+                            end - begin));
+  return t;
+}
+}  // namespace
+
+SafetensorsView::SafetensorsView(const uint8_t* data, std::size_t size, std::string source)
+    : source_(std::move(source)) {
+  const uint64_t n = checked_header_length(data, size, source_);
+  const uint8_t* header = data + 8;
 
   HeaderSax sax;
   bool ok = false;
@@ -380,30 +420,7 @@ SafetensorsView::SafetensorsView(const uint8_t* data, std::size_t size, std::str
                       : fmt::format("{}: tensor \"{}\": data_offsets [{}, {}] end before they begin", source_,
                                     e.name, begin, end));
     expected_begin = end;
-    TensorInfo t;
-    t.name = e.name;
-    t.dtype = dtypes[i];
-    t.begin = begin;
-    t.end = end;
-    uint64_t count = 1;
-    for (uint64_t d : e.shape) {
-      if (d > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) || __builtin_mul_overflow(count, d, &count))
-        throw Error(ErrorKind::StOverflow,
-                    fmt::format("{}: tensor \"{}\": element count of shape [{}] overflows 64 bits", source_,
-                                e.name, fmt::join(e.shape, ", ")));
-      t.shape.push_back(static_cast<int64_t>(d));
-    }
-    uint64_t bytes = 0;
-    if (count > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()) ||
-        __builtin_mul_overflow(count, static_cast<uint64_t>(dtype_size(t.dtype)), &bytes))
-      throw Error(ErrorKind::StOverflow,
-                  fmt::format("{}: tensor \"{}\": {} elements of {} overflow 64 bits", source_, e.name, count,
-                              dtype_name(t.dtype)));
-    if (bytes != end - begin)
-      throw Error(ErrorKind::StDataSizeMismatch,
-                  fmt::format("{}: tensor \"{}\": shape {} of {} needs {} bytes, data_offsets [{}, {}] hold {}",
-                              source_, e.name, shape_text(t.shape), dtype_name(t.dtype), bytes, begin, end,
-                              end - begin));
+    TensorInfo t = checked_tensor(e, dtypes[i], begin, end, source_);
     index_[t.name] = tensors_.size();
     tensors_.push_back(std::move(t));
   }

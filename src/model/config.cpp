@@ -40,6 +40,81 @@ void require_positive(int64_t v, const char* key, const std::string& src) {
   if (v <= 0) throw Error(ErrorKind::ConfigInvalid, fmt::format("{}: '{}' must be > 0, got {}", src, key, v));
 }
 
+/// The sizes (must be > 0), rates and names config.json may set; other keys are ignored as HF does.
+void read_fields(const json& j, ModelConfig& c, const std::string& src) {
+  for (auto [key, v] : {std::pair{"vocab_size", &c.vocab_size}, {"hidden_size", &c.hidden_size},
+                        {"num_hidden_layers", &c.num_hidden_layers}, {"num_attention_heads", &c.num_attention_heads},
+                        {"intermediate_size", &c.intermediate_size}, {"max_position_embeddings", &c.max_position_embeddings},
+                        {"type_vocab_size", &c.type_vocab_size}, {"pad_token_id", &c.pad_token_id}})
+    get_field(j, key, *v, src);
+  for (auto [key, v] : {std::pair{"hidden_dropout_prob", &c.hidden_dropout_prob},
+                        {"attention_probs_dropout_prob", &c.attention_probs_dropout_prob},
+                        {"layer_norm_eps", &c.layer_norm_eps}, {"initializer_range", &c.initializer_range}})
+    get_field(j, key, *v, src);
+  get_field(j, "hidden_act", c.hidden_act, src);
+  if (j.contains("classifier_dropout") && !j["classifier_dropout"].is_null()) {
+    double d = 0; get_field(j, "classifier_dropout", d, src); c.classifier_dropout = d;
+  }
+  get_field(j, "architectures", c.architectures, src);
+  get_field(j, "problem_type", c.problem_type, src);
+}
+
+/// Architecture options we do not implement are refused, not ignored.
+void check_supported(const json& j, const ModelConfig& c, const std::string& src) {
+  std::string pet = "absolute";
+  get_field(j, "position_embedding_type", pet, src);
+  if (pet != "absolute")
+    throw Error(ErrorKind::UnsupportedModel,
+                fmt::format("{}: position_embedding_type '{}' is not supported (only 'absolute')", src, pet));
+  bool is_decoder = false;
+  get_field(j, "is_decoder", is_decoder, src);
+  if (is_decoder) throw Error(ErrorKind::UnsupportedModel, src + ": decoder models (is_decoder=true) are not supported");
+  static const char* acts[] = {"gelu", "relu", "gelu_new", "gelu_pytorch_tanh", "silu", "swish", "tanh"};
+  bool act_ok = false;
+  for (auto* a : acts) act_ok |= (c.hidden_act == a);
+  if (!act_ok) throw Error(ErrorKind::UnsupportedModel, fmt::format("{}: hidden_act '{}' is not supported", src, c.hidden_act));
+}
+
+void check_sizes(const ModelConfig& c, const std::string& src) {
+  for (auto [key, v] : {std::pair{"vocab_size", c.vocab_size}, {"hidden_size", c.hidden_size},
+                        {"num_hidden_layers", c.num_hidden_layers}, {"num_attention_heads", c.num_attention_heads},
+                        {"intermediate_size", c.intermediate_size}, {"max_position_embeddings", c.max_position_embeddings},
+                        {"type_vocab_size", c.type_vocab_size}})
+    require_positive(v, key, src);
+  if (c.hidden_size % c.num_attention_heads != 0)
+    throw Error(ErrorKind::ConfigInvalid, fmt::format("{}: hidden_size {} is not a multiple of num_attention_heads {}",
+                                                      src, c.hidden_size, c.num_attention_heads));
+  if (c.pad_token_id < 0 || c.pad_token_id >= c.vocab_size)
+    throw Error(ErrorKind::ConfigInvalid, fmt::format("{}: pad_token_id {} outside [0, {})", src, c.pad_token_id, c.vocab_size));
+  if (c.is_roberta() && c.max_position_embeddings <= c.pad_token_id + 1)
+    throw Error(ErrorKind::ConfigInvalid, src + ": max_position_embeddings too small for roberta positions");
+  if (c.problem_type != "single_label_classification")
+    throw Error(ErrorKind::UnsupportedModel,
+                fmt::format("{}: problem_type '{}' is not supported (only single_label_classification)", src, c.problem_type));
+}
+
+/// Labels: id2label {"0": "NEG", ...} wins; else num_labels; else HF's default of 2.
+void read_labels(const json& j, ModelConfig& c, const std::string& src) {
+  if (j.contains("id2label") && j["id2label"].is_object() && !j["id2label"].empty()) {
+    const auto& m = j["id2label"];
+    std::vector<std::string> names(m.size());
+    for (auto it = m.begin(); it != m.end(); ++it) {
+      std::size_t pos = 0;
+      long long id = -1;
+      try { id = std::stoll(it.key(), &pos); } catch (...) { pos = 0; }
+      if (pos != it.key().size() || id < 0 || id >= static_cast<long long>(m.size()) || !it.value().is_string())
+        throw Error(ErrorKind::ConfigInvalid,
+                    fmt::format("{}: id2label must map \"0\"..\"{}\" to strings; bad entry '{}'", src, m.size() - 1, it.key()));
+      names[id] = it.value().get<std::string>();
+    }
+    c.id2label = names;
+  } else if (j.contains("num_labels")) {
+    int64_t n = 0; get_field(j, "num_labels", n, src);
+    require_positive(n, "num_labels", src);
+    set_num_labels(c, n);
+  }
+}
+
 }  // namespace
 
 ModelConfig config_from_json(const json& j, const std::string& src) {
@@ -59,72 +134,10 @@ ModelConfig config_from_json(const json& j, const std::string& src) {
     c.max_position_embeddings = 514;
     c.vocab_size = 50265;
   }
-  get_field(j, "vocab_size", c.vocab_size, src);
-  get_field(j, "hidden_size", c.hidden_size, src);
-  get_field(j, "num_hidden_layers", c.num_hidden_layers, src);
-  get_field(j, "num_attention_heads", c.num_attention_heads, src);
-  get_field(j, "intermediate_size", c.intermediate_size, src);
-  get_field(j, "hidden_act", c.hidden_act, src);
-  get_field(j, "hidden_dropout_prob", c.hidden_dropout_prob, src);
-  get_field(j, "attention_probs_dropout_prob", c.attention_probs_dropout_prob, src);
-  if (j.contains("classifier_dropout") && !j["classifier_dropout"].is_null()) {
-    double d = 0; get_field(j, "classifier_dropout", d, src); c.classifier_dropout = d;
-  }
-  get_field(j, "max_position_embeddings", c.max_position_embeddings, src);
-  get_field(j, "type_vocab_size", c.type_vocab_size, src);
-  get_field(j, "layer_norm_eps", c.layer_norm_eps, src);
-  get_field(j, "initializer_range", c.initializer_range, src);
-  get_field(j, "pad_token_id", c.pad_token_id, src);
-  get_field(j, "architectures", c.architectures, src);
-  std::string pet = "absolute";
-  get_field(j, "position_embedding_type", pet, src);
-  if (pet != "absolute")
-    throw Error(ErrorKind::UnsupportedModel,
-                fmt::format("{}: position_embedding_type '{}' is not supported (only 'absolute')", src, pet));
-  bool is_decoder = false;
-  get_field(j, "is_decoder", is_decoder, src);
-  if (is_decoder) throw Error(ErrorKind::UnsupportedModel, src + ": decoder models (is_decoder=true) are not supported");
-  static const char* acts[] = {"gelu", "relu", "gelu_new", "gelu_pytorch_tanh", "silu", "swish", "tanh"};
-  bool act_ok = false;
-  for (auto* a : acts) act_ok |= (c.hidden_act == a);
-  if (!act_ok) throw Error(ErrorKind::UnsupportedModel, fmt::format("{}: hidden_act '{}' is not supported", src, c.hidden_act));
-  require_positive(c.vocab_size, "vocab_size", src);
-  require_positive(c.hidden_size, "hidden_size", src);
-  require_positive(c.num_hidden_layers, "num_hidden_layers", src);
-  require_positive(c.num_attention_heads, "num_attention_heads", src);
-  require_positive(c.intermediate_size, "intermediate_size", src);
-  require_positive(c.max_position_embeddings, "max_position_embeddings", src);
-  require_positive(c.type_vocab_size, "type_vocab_size", src);
-  if (c.hidden_size % c.num_attention_heads != 0)
-    throw Error(ErrorKind::ConfigInvalid, fmt::format("{}: hidden_size {} is not a multiple of num_attention_heads {}",
-                                                      src, c.hidden_size, c.num_attention_heads));
-  if (c.pad_token_id < 0 || c.pad_token_id >= c.vocab_size)
-    throw Error(ErrorKind::ConfigInvalid, fmt::format("{}: pad_token_id {} outside [0, {})", src, c.pad_token_id, c.vocab_size));
-  if (c.is_roberta() && c.max_position_embeddings <= c.pad_token_id + 1)
-    throw Error(ErrorKind::ConfigInvalid, src + ": max_position_embeddings too small for roberta positions");
-  get_field(j, "problem_type", c.problem_type, src);
-  if (c.problem_type != "single_label_classification")
-    throw Error(ErrorKind::UnsupportedModel,
-                fmt::format("{}: problem_type '{}' is not supported (only single_label_classification)", src, c.problem_type));
-  // Labels: id2label {"0": "NEG", ...} wins; else num_labels; else HF's default of 2.
-  if (j.contains("id2label") && j["id2label"].is_object() && !j["id2label"].empty()) {
-    const auto& m = j["id2label"];
-    std::vector<std::string> names(m.size());
-    for (auto it = m.begin(); it != m.end(); ++it) {
-      std::size_t pos = 0;
-      long long id = -1;
-      try { id = std::stoll(it.key(), &pos); } catch (...) { pos = 0; }
-      if (pos != it.key().size() || id < 0 || id >= static_cast<long long>(m.size()) || !it.value().is_string())
-        throw Error(ErrorKind::ConfigInvalid,
-                    fmt::format("{}: id2label must map \"0\"..\"{}\" to strings; bad entry '{}'", src, m.size() - 1, it.key()));
-      names[id] = it.value().get<std::string>();
-    }
-    c.id2label = names;
-  } else if (j.contains("num_labels")) {
-    int64_t n = 0; get_field(j, "num_labels", n, src);
-    require_positive(n, "num_labels", src);
-    set_num_labels(c, n);
-  }
+  read_fields(j, c, src);
+  check_supported(j, c, src);
+  check_sizes(c, src);
+  read_labels(j, c, src);
   return c;
 }
 

@@ -267,19 +267,14 @@ std::unique_ptr<Tokenizer> load_bpe_files(const fs::path& folder, Compat compat)
 
 // ---------------------------------------------------------------- tokenizer.json
 
-std::unique_ptr<Tokenizer> load_tokenizer_json(const fs::path& folder, const std::string& model_type,
-                                               Compat compat) {
-  const fs::path tp = folder / "tokenizer.json";
-  const std::string f = tp.string();
-  json j = read_json(tp);
-  if (!j.is_object() || !j.contains("model") || !j["model"].is_object())
-    fail(fmt::format("{}: no 'model' object", f));
-  const json& m = j["model"];
-  std::string type = m.value("type", std::string());
-  if (type.empty()) type = m.contains("merges") ? "BPE" : "WordPiece";
-  if (!m.contains("vocab")) fail(fmt::format("{}: model has no 'vocab'", f));
+/// A tokenizer.json model before its post-processor: the model and its family's default specials.
+struct JsonModel {
+  std::unique_ptr<detail::TokenizerBase> base;
+  std::string cls, sep, pad;
+  bool roberta_style = false;
+};
 
-  // Added tokens are matched literally (HF: no-split tokens).
+std::vector<SpecialToken> added_tokens_json(const json& j, const std::string& f) {
   std::vector<SpecialToken> added;
   if (j.contains("added_tokens") && j["added_tokens"].is_array()) {
     for (const auto& a : j["added_tokens"]) {
@@ -294,85 +289,79 @@ std::unique_ptr<Tokenizer> load_tokenizer_json(const fs::path& folder, const std
       added.push_back(t);
     }
   }
-  TokenConfig tc = read_token_config(folder);
+  return added;
+}
 
-  std::unique_ptr<detail::TokenizerBase> base;
-  std::string default_cls, default_sep, default_pad;
-  bool roberta_style = false;
-  if (type == "WordPiece") {
-    auto tok = std::make_unique<detail::WordPieceTokenizer>();
-    read_vocab_json(*tok, m["vocab"], f + " (model.vocab)");
-    auto& o = tok->opt;
-    if (m.contains("continuing_subword_prefix") && m["continuing_subword_prefix"].is_string())
-      o.continuing_prefix = m["continuing_subword_prefix"].get<std::string>();
-    if (m.contains("max_input_chars_per_word") && m["max_input_chars_per_word"].is_number_integer())
-      o.max_input_chars_per_word = m["max_input_chars_per_word"].get<int>();
-    const json n = j.value("normalizer", json());
-    if (n.is_null()) {
-      o.do_lower_case = false;
-      o.strip_accents = false;
-      o.tokenize_chinese_chars = false;
-      o.clean_text = false;
-    } else if (n.is_object() && n.value("type", std::string()) == "BertNormalizer") {
-      o.clean_text = n.value("clean_text", true);
-      o.tokenize_chinese_chars = n.value("handle_chinese_chars", true);
-      o.do_lower_case = n.value("lowercase", true);
-      if (n.contains("strip_accents") && n["strip_accents"].is_boolean())
-        o.strip_accents = n["strip_accents"].get<bool>();
-      else
-        o.strip_accents.reset();
-    } else {
-      fail(fmt::format("{}: unsupported normalizer '{}' (only BertNormalizer)", f,
-                       n.is_object() ? n.value("type", std::string("?")) : std::string("?")));
-    }
-    std::string unk = m.value("unk_token", std::string("[UNK]"));
-    for (auto& t : added) t.lstrip = t.rstrip = true;
-    register_specials(*tok, added, f);
-    tok->unk_id = require_id(*tok, unk, f, "unk");
-    default_cls = "[CLS]";
-    default_sep = "[SEP]";
-    default_pad = "[PAD]";
-    base = std::move(tok);
-  } else if (type == "BPE") {
-    auto tok = std::make_unique<detail::BpeTokenizer>();
-    read_vocab_json(*tok, m["vocab"], f + " (model.vocab)");
-    const json pre = j.value("pre_tokenizer", json());
-    if (pre.is_object() && pre.value("type", std::string()) == "ByteLevel") {
-      tok->add_prefix_space = pre.value("add_prefix_space", false);
-    } else {
-      fail(fmt::format("{}: unsupported pre_tokenizer for BPE (only ByteLevel)", f));
-    }
-    register_specials(*tok, added, f);
-    if (m.contains("unk_token") && m["unk_token"].is_string())
-      tok->unk_id = tok->token_to_id(m["unk_token"].get<std::string>()).value_or(-1);
+JsonModel wordpiece_json(const json& j, const json& m, std::vector<SpecialToken> added, const std::string& f) {
+  auto tok = std::make_unique<detail::WordPieceTokenizer>();
+  read_vocab_json(*tok, m["vocab"], f + " (model.vocab)");
+  auto& o = tok->opt;
+  if (m.contains("continuing_subword_prefix") && m["continuing_subword_prefix"].is_string())
+    o.continuing_prefix = m["continuing_subword_prefix"].get<std::string>();
+  if (m.contains("max_input_chars_per_word") && m["max_input_chars_per_word"].is_number_integer())
+    o.max_input_chars_per_word = m["max_input_chars_per_word"].get<int>();
+  const json n = j.value("normalizer", json());
+  if (n.is_null()) {
+    o.do_lower_case = false;
+    o.strip_accents = false;
+    o.tokenize_chinese_chars = false;
+    o.clean_text = false;
+  } else if (n.is_object() && n.value("type", std::string()) == "BertNormalizer") {
+    o.clean_text = n.value("clean_text", true);
+    o.tokenize_chinese_chars = n.value("handle_chinese_chars", true);
+    o.do_lower_case = n.value("lowercase", true);
+    if (n.contains("strip_accents") && n["strip_accents"].is_boolean())
+      o.strip_accents = n["strip_accents"].get<bool>();
     else
-      tok->unk_id = tok->token_to_id(named_or(tc, "unk_token", "<unk>").content).value_or(-1);
-    if (!m.contains("merges") || !m["merges"].is_array())
-      fail(fmt::format("{}: BPE model has no 'merges' list", f));
-    std::size_t k = 0;
-    for (const auto& mg : m["merges"]) {
-      const std::string where = fmt::format("{}: model.merges[{}]", f, k++);
-      if (mg.is_string()) {
-        add_merge_checked(*tok, mg.get<std::string>(), where);
-      } else if (mg.is_array() && mg.size() == 2 && mg[0].is_string() && mg[1].is_string()) {
-        tok->add_merge(mg[0].get<std::string>(), mg[1].get<std::string>());
-      } else {
-        fail(where + ": expected \"a b\" or [\"a\", \"b\"]");
-      }
-    }
-    tok->finish_model();
-    default_cls = "<s>";
-    default_sep = "</s>";
-    default_pad = "<pad>";
-    roberta_style = true;
-    base = std::move(tok);
+      o.strip_accents.reset();
   } else {
-    fail(fmt::format("{}: unsupported model type '{}' (WordPiece or BPE)", f, type));
+    fail(fmt::format("{}: unsupported normalizer '{}' (only BertNormalizer)", f,
+                     n.is_object() ? n.value("type", std::string("?")) : std::string("?")));
   }
-  (void)model_type;
+  std::string unk = m.value("unk_token", std::string("[UNK]"));
+  for (auto& t : added) t.lstrip = t.rstrip = true;
+  register_specials(*tok, added, f);
+  tok->unk_id = require_id(*tok, unk, f, "unk");
+  return {std::move(tok), "[CLS]", "[SEP]", "[PAD]", false};
+}
 
-  // Post-processor: which tokens wrap the sequences and how pairs look.
-  std::string cls = default_cls, sep = default_sep;
+JsonModel bpe_json(const json& j, const json& m, const std::vector<SpecialToken>& added, const TokenConfig& tc,
+                   const std::string& f) {
+  auto tok = std::make_unique<detail::BpeTokenizer>();
+  read_vocab_json(*tok, m["vocab"], f + " (model.vocab)");
+  const json pre = j.value("pre_tokenizer", json());
+  if (pre.is_object() && pre.value("type", std::string()) == "ByteLevel") {
+    tok->add_prefix_space = pre.value("add_prefix_space", false);
+  } else {
+    fail(fmt::format("{}: unsupported pre_tokenizer for BPE (only ByteLevel)", f));
+  }
+  register_specials(*tok, added, f);
+  if (m.contains("unk_token") && m["unk_token"].is_string())
+    tok->unk_id = tok->token_to_id(m["unk_token"].get<std::string>()).value_or(-1);
+  else
+    tok->unk_id = tok->token_to_id(named_or(tc, "unk_token", "<unk>").content).value_or(-1);
+  if (!m.contains("merges") || !m["merges"].is_array())
+    fail(fmt::format("{}: BPE model has no 'merges' list", f));
+  std::size_t k = 0;
+  for (const auto& mg : m["merges"]) {
+    const std::string where = fmt::format("{}: model.merges[{}]", f, k++);
+    if (mg.is_string()) {
+      add_merge_checked(*tok, mg.get<std::string>(), where);
+    } else if (mg.is_array() && mg.size() == 2 && mg[0].is_string() && mg[1].is_string()) {
+      tok->add_merge(mg[0].get<std::string>(), mg[1].get<std::string>());
+    } else {
+      fail(where + ": expected \"a b\" or [\"a\", \"b\"]");
+    }
+  }
+  tok->finish_model();
+  return {std::move(tok), "<s>", "</s>", "<pad>", true};
+}
+
+/// Post-processor: which tokens wrap the sequences and how pairs look.
+void post_processor_json(const json& j, JsonModel& jm, const std::string& f) {
+  auto& base = jm.base;
+  std::string cls = jm.cls, sep = jm.sep;
+  bool roberta_style = jm.roberta_style;
   const json pp = j.value("post_processor", json());
   if (pp.is_object()) {
     const std::string pt = pp.value("type", std::string());
@@ -409,14 +398,36 @@ std::unique_ptr<Tokenizer> load_tokenizer_json(const fs::path& folder, const std
   base->post.double_sep = roberta_style;
   if (roberta_style) base->post.pair_types = false;
   else if (!pp.is_object() || pp.value("type", std::string()) != "TemplateProcessing") base->post.pair_types = true;
-  std::string pad = named_or(tc, "pad_token", default_pad.c_str()).content;
+}
+
+std::unique_ptr<Tokenizer> load_tokenizer_json(const fs::path& folder, const std::string& model_type,
+                                               Compat compat) {
+  const fs::path tp = folder / "tokenizer.json";
+  const std::string f = tp.string();
+  json j = read_json(tp);
+  if (!j.is_object() || !j.contains("model") || !j["model"].is_object())
+    fail(fmt::format("{}: no 'model' object", f));
+  const json& m = j["model"];
+  std::string type = m.value("type", std::string());
+  if (type.empty()) type = m.contains("merges") ? "BPE" : "WordPiece";
+  if (!m.contains("vocab")) fail(fmt::format("{}: model has no 'vocab'", f));
+  auto added = added_tokens_json(j, f);  // matched literally (HF: no-split tokens)
+  TokenConfig tc = read_token_config(folder);
+  JsonModel jm;
+  if (type == "WordPiece") jm = wordpiece_json(j, m, added, f);
+  else if (type == "BPE") jm = bpe_json(j, m, added, tc, f);
+  else fail(fmt::format("{}: unsupported model type '{}' (WordPiece or BPE)", f, type));
+  (void)model_type;
+  post_processor_json(j, jm, f);
+  auto& base = jm.base;
+  std::string pad = named_or(tc, "pad_token", jm.pad.c_str()).content;
   const json padding = j.value("padding", json());
   if (padding.is_object() && padding.contains("pad_token") && padding["pad_token"].is_string() &&
       !tc.named.count("pad_token"))
     pad = padding["pad_token"].get<std::string>();
   base->pad_id_ = base->token_to_id(pad).value_or(0);
   base->compat = compat;
-  return base;
+  return std::move(base);
 }
 
 std::unique_ptr<Tokenizer> load_from_folder(const fs::path& folder, const std::string& model_type,

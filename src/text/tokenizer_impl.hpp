@@ -128,6 +128,8 @@ class WordPieceTokenizer final : public TokenizerBase {
     std::vector<std::size_t> offsets;
   };
   void basic_segment(const char32_t* p, std::size_t n, Scratch& s, std::vector<int64_t>& ids) const;
+  /// One whitespace-separated token of the cleaned text: never_split, accents, punctuation, WordPiece.
+  void basic_token(const char32_t* tok, std::size_t len, Scratch& s, std::vector<int64_t>& ids) const;
   void word_piece(const char32_t* p, std::size_t n, Scratch& s, std::vector<int64_t>& ids) const;
 };
 

@@ -64,12 +64,10 @@ std::vector<int64_t> WordPieceTokenizer::tokenize_ids(const std::string& text) c
   return ids;
 }
 
-void WordPieceTokenizer::basic_segment(const char32_t* p, std::size_t n, Scratch& s,
-                                       std::vector<int64_t>& ids) const {
-  const bool slow = compat == Compat::Slow;
-  auto& buf = s.buf;
+namespace {
+/// BERT's _clean_text + _tokenize_chinese_chars of `p` into `buf`.
+void clean_text(const char32_t* p, std::size_t n, const WordPieceOptions& opt, bool slow, std::u32string& buf) {
   buf.clear();
-  // _clean_text + _tokenize_chinese_chars
   for (std::size_t i = 0; i < n; ++i) {
     char32_t cp = p[i];
     if (opt.clean_text) {
@@ -101,10 +99,14 @@ void WordPieceTokenizer::basic_segment(const char32_t* p, std::size_t n, Scratch
     }
     buf.push_back(cp);
   }
-  uni::nfc_inplace(buf);
+}
+}  // namespace
 
-  const bool strip = opt.do_lower_case ? opt.strip_accents.value_or(true)
-                                       : opt.strip_accents.value_or(false);
+void WordPieceTokenizer::basic_segment(const char32_t* p, std::size_t n, Scratch& s,
+                                       std::vector<int64_t>& ids) const {
+  auto& buf = s.buf;
+  clean_text(p, n, opt, compat == Compat::Slow, buf);
+  uni::nfc_inplace(buf);
   const std::size_t m = buf.size();
   std::size_t i = 0;
   while (i < m) {
@@ -112,48 +114,47 @@ void WordPieceTokenizer::basic_segment(const char32_t* p, std::size_t n, Scratch
     if (i >= m) break;
     std::size_t j = i;
     while (j < m && !uni::is_python_space(buf[j])) ++j;
-    const char32_t* tok = buf.data() + i;
-    std::size_t len = j - i;
+    basic_token(buf.data() + i, j - i, s, ids);
     i = j;
-    // never_split: a whitespace-separated token equal to a special token stays whole.
-    if (!specials.empty()) {
-      bool matched = false;
-      const auto& cs = specials.contents();
-      for (std::size_t k = 0; k < cs.size(); ++k) {
-        if (cs[k].size() == len && std::char_traits<char32_t>::compare(cs[k].data(), tok, len) == 0) {
-          ids.push_back(specials.tokens()[k].id);
-          matched = true;
-          break;
-        }
-      }
-      if (matched) continue;
-    }
-    if (strip) {
-      bool need = false;
-      for (std::size_t k = 0; k < len; ++k)
-        if (tok[k] >= 0xC0) { need = true; break; }
-      if (need) {
-        s.tmp.clear();
-        uni::append_nfd(tok, len, s.tmp);
-        std::size_t w = 0;
-        for (char32_t c : s.tmp)
-          if (c < 0x300 || uni::category(c, false) != uni::Cat::Mn) s.tmp[w++] = c;
-        s.tmp.resize(w);
-        tok = s.tmp.data();
-        len = s.tmp.size();
-      }
-    }
-    // _run_split_on_punc, then WordPiece on each piece.
-    std::size_t start = 0;
-    for (std::size_t k = 0; k < len; ++k) {
-      if (is_bert_punct(tok[k])) {
-        if (k > start) word_piece(tok + start, k - start, s, ids);
-        word_piece(tok + k, 1, s, ids);
-        start = k + 1;
-      }
-    }
-    if (len > start) word_piece(tok + start, len - start, s, ids);
   }
+}
+
+void WordPieceTokenizer::basic_token(const char32_t* tok, std::size_t len, Scratch& s, std::vector<int64_t>& ids) const {
+  // never_split: a whitespace-separated token equal to a special token stays whole.
+  if (!specials.empty()) {
+    const auto& cs = specials.contents();
+    for (std::size_t k = 0; k < cs.size(); ++k)
+      if (cs[k].size() == len && std::char_traits<char32_t>::compare(cs[k].data(), tok, len) == 0) {
+        ids.push_back(specials.tokens()[k].id);
+        return;
+      }
+  }
+  const bool strip = opt.do_lower_case ? opt.strip_accents.value_or(true) : opt.strip_accents.value_or(false);
+  if (strip) {
+    bool need = false;
+    for (std::size_t k = 0; k < len; ++k)
+      if (tok[k] >= 0xC0) { need = true; break; }
+    if (need) {
+      s.tmp.clear();
+      uni::append_nfd(tok, len, s.tmp);
+      std::size_t w = 0;
+      for (char32_t c : s.tmp)
+        if (c < 0x300 || uni::category(c, false) != uni::Cat::Mn) s.tmp[w++] = c;
+      s.tmp.resize(w);
+      tok = s.tmp.data();
+      len = s.tmp.size();
+    }
+  }
+  // _run_split_on_punc, then WordPiece on each piece.
+  std::size_t start = 0;
+  for (std::size_t k = 0; k < len; ++k) {
+    if (is_bert_punct(tok[k])) {
+      if (k > start) word_piece(tok + start, k - start, s, ids);
+      word_piece(tok + k, 1, s, ids);
+      start = k + 1;
+    }
+  }
+  if (len > start) word_piece(tok + start, len - start, s, ids);
 }
 
 void WordPieceTokenizer::word_piece(const char32_t* p, std::size_t n, Scratch& s,

@@ -35,17 +35,24 @@ TrainOptions train_options(int epochs, double lr, int64_t batch_size) {
   return t;
 }
 
-TrainResult fine_tune(model::SequenceClassifierImpl& m, const TokenizedSet& train, const TokenizedSet* dev,
-                      const TrainOptions& opt, torch::Device device) {
+namespace {
+
+void check_training(const model::SequenceClassifierImpl& m, const TokenizedSet& train, const TrainOptions& opt) {
   if (train.size() == 0) throw Error(ErrorKind::InvalidArgument, "fine_tune: the training set is empty");
   if (opt.batch_size <= 0 || opt.lr <= 0 || opt.epochs < 0)
     throw Error(ErrorKind::InvalidArgument, "fine_tune: batch size and learning rate must be > 0");
   for (auto l : train.labels)
     if (l < 0 || l >= m.config.num_labels())
       throw Error(ErrorKind::DataInvalid, fmt::format("training label {} outside [0, {})", l, m.config.num_labels()));
-  torch::manual_seed(opt.seed);
-  m.to(device);
+}
 
+/// AdamW over the trainable parameters: weight decay except on biases and LayerNorm weights.
+struct Optimizer {
+  std::unique_ptr<torch::optim::AdamW> adamw;
+  std::vector<torch::Tensor> trained;  ///< every trained parameter, for gradient clipping
+};
+
+Optimizer make_optimizer(model::SequenceClassifierImpl& m, const TrainOptions& opt) {
   std::vector<torch::Tensor> decay, no_decay;
   for (auto& p : m.named_parameters()) {
     bool train_it = !opt.trainable || opt.trainable(p.key());
@@ -60,58 +67,87 @@ TrainResult fine_tune(model::SequenceClassifierImpl& m, const TokenizedSet& trai
   if (!no_decay.empty())
     groups.emplace_back(no_decay,
                         std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(opt.lr).weight_decay(0.0)));
-  torch::optim::AdamW optimizer(groups, torch::optim::AdamWOptions(opt.lr));
-  std::vector<torch::Tensor> trained = decay;  // every trained parameter, for gradient clipping
-  trained.insert(trained.end(), no_decay.begin(), no_decay.end());
+  Optimizer o{std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(opt.lr)), decay};
+  o.trained.insert(o.trained.end(), no_decay.begin(), no_decay.end());
+  return o;
+}
 
-  const int64_t steps_per_epoch = (train.size() + opt.batch_size - 1) / opt.batch_size;
-  const int64_t total = opt.max_steps > 0 ? opt.max_steps : steps_per_epoch * opt.epochs;
-  const int epochs = opt.max_steps > 0 ? static_cast<int>((opt.max_steps + steps_per_epoch - 1) / steps_per_epoch) : opt.epochs;
-  const int64_t warmup = static_cast<int64_t>(std::llround(opt.warmup_ratio * total));
-  auto lr_at = [&](int64_t step) {
-    if (step < warmup) return opt.lr * static_cast<double>(step) / std::max<int64_t>(1, warmup);
-    return opt.lr * std::max(0.0, static_cast<double>(total - step) / std::max<int64_t>(1, total - warmup));
-  };
+/// Linear warm-up over warmup_ratio of the steps, then linear decay to 0.
+struct Schedule {
+  int64_t total = 0, warmup = 0;
+  int epochs = 0;
+  double lr = 0;
+  Schedule(const TrainOptions& opt, int64_t n) : lr(opt.lr) {
+    const int64_t steps_per_epoch = (n + opt.batch_size - 1) / opt.batch_size;
+    total = opt.max_steps > 0 ? opt.max_steps : steps_per_epoch * opt.epochs;
+    epochs = opt.max_steps > 0 ? static_cast<int>((opt.max_steps + steps_per_epoch - 1) / steps_per_epoch) : opt.epochs;
+    warmup = static_cast<int64_t>(std::llround(opt.warmup_ratio * total));
+  }
+  double lr_at(int64_t step) const {
+    if (step < warmup) return lr * static_cast<double>(step) / std::max<int64_t>(1, warmup);
+    return lr * std::max(0.0, static_cast<double>(total - step) / std::max<int64_t>(1, total - warmup));
+  }
+};
 
+struct Counters {
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  int64_t examples = 0, tokens = 0;
+};
+
+/// One epoch of optimizer steps (stops at the schedule's total); returns the mean training loss.
+double train_epoch(model::SequenceClassifierImpl& m, const TokenizedSet& train, const TrainOptions& opt, int epoch,
+                   Optimizer& o, const Schedule& sched, TrainResult& res, Counters& c, util::Progress& progress,
+                   torch::Device device) {
+  m.train();
+  double loss_sum = 0;
+  int64_t loss_n = 0;
+  for (auto& idx : make_batches(train.size(), opt.batch_size, true, opt.seed + epoch)) {
+    if (res.steps >= sched.total) break;
+    for (auto& g : o.adamw->param_groups())
+      static_cast<torch::optim::AdamWOptions&>(g.options()).lr(sched.lr_at(res.steps));
+    auto batch = collate(train, idx, device);
+    o.adamw->zero_grad();
+    torch::Tensor loss = opt.loss_fn ? opt.loss_fn(m, batch)
+                                     : torch::cross_entropy_loss(
+                                           m.forward(batch.input_ids, batch.token_type_ids, batch.attention_mask).logits,
+                                           batch.labels);
+    loss.backward();
+    if (opt.after_backward) opt.after_backward(m);
+    if (opt.max_grad_norm > 0) torch::nn::utils::clip_grad_norm_(o.trained, opt.max_grad_norm);
+    o.adamw->step();
+    double l = loss.item<double>();
+    if (!std::isfinite(l))
+      throw Error(ErrorKind::InvalidArgument,
+                  fmt::format("training diverged (loss {} at step {}); lower --lr", l, res.steps + 1));
+    loss_sum += l * idx.size();
+    loss_n += static_cast<int64_t>(idx.size());
+    c.examples += static_cast<int64_t>(idx.size());
+    c.tokens += batch.num_tokens;
+    ++res.steps;
+    double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - c.t0).count();
+    progress.step(1, fmt::format("epoch {} loss {:.4f} {:.1f} ex/s", epoch, loss_sum / loss_n, c.examples / el));
+  }
+  return loss_n ? loss_sum / loss_n : 0;
+}
+
+}  // namespace
+
+TrainResult fine_tune(model::SequenceClassifierImpl& m, const TokenizedSet& train, const TokenizedSet* dev,
+                      const TrainOptions& opt, torch::Device device) {
+  check_training(m, train, opt);
+  torch::manual_seed(opt.seed);
+  m.to(device);
+  auto optimizer = make_optimizer(m, opt);
+  const Schedule sched(opt, train.size());
   TrainResult res;
   std::map<std::string, torch::Tensor> best;
-  util::Progress progress(opt.label, total);
-  auto t0 = std::chrono::steady_clock::now();
-  int64_t examples = 0, tokens = 0;
-  for (int epoch = 1; epoch <= epochs && res.steps < total; ++epoch) {
+  util::Progress progress(opt.label, sched.total);
+  Counters c;
+  for (int epoch = 1; epoch <= sched.epochs && res.steps < sched.total; ++epoch) {
     auto te = std::chrono::steady_clock::now();
-    m.train();
-    double loss_sum = 0;
-    int64_t loss_n = 0;
-    for (auto& idx : make_batches(train.size(), opt.batch_size, true, opt.seed + epoch)) {
-      if (res.steps >= total) break;
-      for (auto& g : optimizer.param_groups())
-        static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr_at(res.steps));
-      auto batch = collate(train, idx, device);
-      optimizer.zero_grad();
-      torch::Tensor loss = opt.loss_fn ? opt.loss_fn(m, batch)
-                                       : torch::cross_entropy_loss(
-                                             m.forward(batch.input_ids, batch.token_type_ids, batch.attention_mask).logits,
-                                             batch.labels);
-      loss.backward();
-      if (opt.after_backward) opt.after_backward(m);
-      if (opt.max_grad_norm > 0) torch::nn::utils::clip_grad_norm_(trained, opt.max_grad_norm);
-      optimizer.step();
-      double l = loss.item<double>();
-      if (!std::isfinite(l))
-        throw Error(ErrorKind::InvalidArgument,
-                    fmt::format("training diverged (loss {} at step {}); lower --lr", l, res.steps + 1));
-      loss_sum += l * idx.size();
-      loss_n += static_cast<int64_t>(idx.size());
-      examples += static_cast<int64_t>(idx.size());
-      tokens += batch.num_tokens;
-      ++res.steps;
-      double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      progress.step(1, fmt::format("epoch {} loss {:.4f} {:.1f} ex/s", epoch, loss_sum / loss_n, examples / el));
-    }
     EpochStats st;
     st.epoch = epoch;
-    st.train_loss = loss_n ? loss_sum / loss_n : 0;
+    st.train_loss = train_epoch(m, train, opt, epoch, optimizer, sched, res, c, progress, device);
     if (dev && dev->size() > 0) {
       st.dev_accuracy = evaluate(m, *dev, device, opt.eval_batch_size).accuracy;
       util::log(fmt::format("{} epoch {}: train loss {:.4f}, dev accuracy {:.2f}%", opt.label, epoch, st.train_loss,
@@ -119,7 +155,7 @@ TrainResult fine_tune(model::SequenceClassifierImpl& m, const TokenizedSet& trai
       if (st.dev_accuracy > res.best_dev_accuracy) {
         res.best_dev_accuracy = st.dev_accuracy;
         res.best_epoch = epoch;
-        if (opt.keep_best && epochs > 1) best = model::snapshot(m);
+        if (opt.keep_best && sched.epochs > 1) best = model::snapshot(m);
       }
     } else {
       res.best_epoch = epoch;
@@ -134,9 +170,9 @@ TrainResult fine_tune(model::SequenceClassifierImpl& m, const TokenizedSet& trai
   }
   for (auto& p : m.parameters()) p.set_requires_grad(true);
   m.eval();
-  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  res.examples_per_second = res.seconds > 0 ? examples / res.seconds : 0;
-  res.tokens_per_second = res.seconds > 0 ? tokens / res.seconds : 0;
+  res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - c.t0).count();
+  res.examples_per_second = res.seconds > 0 ? c.examples / res.seconds : 0;
+  res.tokens_per_second = res.seconds > 0 ? c.tokens / res.seconds : 0;
   return res;
 }
 

@@ -1,11 +1,9 @@
 // `finepurify bench`: fine-tuning and inference throughput (examples/s, tokens/s, GFLOP/s) next to
 // the measured matrix-product peak of the same machine, for a model folder or a preset shape.
-#include <chrono>
-
 #include <fmt/format.h>
 
 #include "commands.hpp"
-#include "finepurify/error.hpp"
+#include "finepurify/train/throughput.hpp"
 #include "finepurify/util/memory.hpp"
 #include "finepurify/util/runtime.hpp"
 
@@ -21,11 +19,6 @@ struct BenchArgs {
   int steps = 5;
 };
 
-/// Forward FLOPs per token (matrix products only): per layer 8H^2 (Q,K,V,O) + 4HI (FFN) + 4TH (attention).
-double forward_flops_per_token(const model::ModelConfig& c, int64_t T) {
-  const double H = c.hidden_size, I = c.intermediate_size;
-  return c.num_hidden_layers * (8 * H * H + 4 * H * I + 4.0 * T * H) + 2 * H * H;
-}
 }  // namespace
 
 void register_bench(CLI::App& app) {
@@ -55,39 +48,12 @@ void register_bench(CLI::App& app) {
       m = model::make_random_classifier(c, 0, dev);
       name = a->preset.empty() ? "bert-base" : a->preset;
     }
-    const auto& c = m->config;
     int64_t params = 0;
     for (auto& p : m->parameters()) params += p.numel();
-    const int64_t B = a->batch_size, T = std::min(a->seq_len, c.max_position_embeddings);
-    auto ids = torch::randint(5, c.vocab_size, {B, T}, torch::kLong).to(dev);
-    auto types = torch::zeros({B, T}, torch::kLong).to(dev);
-    auto mask = torch::ones({B, T}, torch::kLong).to(dev);
-    auto labels = torch::randint(0, 2, {B}, torch::kLong).to(dev);
-    double peak = util::measure_matmul_gflops(1024, 5);
-    const double fwd = forward_flops_per_token(c, T) * B * T;
-
-    auto time_steps = [&](bool train) {
-      torch::optim::AdamW opt(m->parameters(), torch::optim::AdamWOptions(1e-5));
-      auto one = [&]() {
-        if (train) {
-          m->train();
-          opt.zero_grad();
-          auto loss = torch::cross_entropy_loss(m->forward(ids, types, mask).logits, labels);
-          loss.backward();
-          opt.step();
-        } else {
-          torch::NoGradGuard ng;
-          m->eval();
-          m->forward(ids, types, mask);
-        }
-      };
-      one();  // warm-up
-      auto t0 = std::chrono::steady_clock::now();
-      for (int i = 0; i < a->steps; ++i) one();
-      return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / a->steps;
-    };
-    double t_inf = time_steps(false);
-    double t_train = time_steps(true);
+    const double peak = util::measure_matmul_gflops(1024, 5);
+    const auto r = train::measure_throughput(*m, a->batch_size, a->seq_len, a->steps, dev);
+    const int64_t B = r.batch, T = r.tokens;
+    const double fwd = r.forward_flops, t_inf = r.inference_seconds, t_train = r.train_seconds;
     std::cout << fmt::format("model: {} ({:.1f}M parameters), batch {}x{} tokens, {} threads, device {}\n", name,
                              params / 1e6, B, T, torch::get_num_threads(), dev.str());
     std::cout << fmt::format("matmul peak (1024x1024 float32): {:.1f} GFLOP/s\n", peak);

@@ -61,4 +61,23 @@ void print_eval(const finepurify::train::EvalResult& r, const std::vector<std::s
 /// Writes text to a file atomically (temp + rename), refusing to overwrite `inputs`.
 void write_output(const std::string& path, const std::string& content, const std::vector<std::string>& inputs);
 
+/// The options every data-file command shares (model, data, columns, max length).
+struct DataArgs {
+  std::string model, data, output, text_column, pair_column, label_column = "label";
+  int max_length = 128;
+  int64_t batch_size = 128;
+  bool json_out = false;
+  int64_t target_label = -1;
+  std::string attack_test;
+};
+void add_data_options(CLI::App* cmd, DataArgs& a);
+
+struct Inference {
+  finepurify::model::LoadedModel lm;
+  std::unique_ptr<finepurify::text::Tokenizer> tok;
+  finepurify::train::EvalResult result;
+};
+/// Loads the model folder and data file of `a` and runs eval-mode inference over every example.
+Inference run_inference(const DataArgs& a, torch::Device dev, bool require_labels);
+
 }  // namespace fp_cli

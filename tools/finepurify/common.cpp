@@ -43,4 +43,23 @@ void write_output(const std::string& path, const std::string& content, const std
   io::write_text_atomic(path, content);
 }
 
+void add_data_options(CLI::App* cmd, DataArgs& a) {
+  cmd->add_option("--model", a.model, "HF classifier folder or model name")->required()->transform(model_folder());
+  cmd->add_option("--data", a.data, "data file (.tsv/.csv/.jsonl)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--max-length", a.max_length, "max tokens incl. specials")->capture_default_str();
+  cmd->add_option("--text-column", a.text_column, "text column (csv/jsonl)");
+  cmd->add_option("--pair-column", a.pair_column, "second text column (csv/jsonl)");
+  cmd->add_option("--label-column", a.label_column, "label column")->capture_default_str();
+}
+
+Inference run_inference(const DataArgs& a, torch::Device dev, bool require_labels) {
+  Inference in;
+  in.lm = model::load_trained_classifier(a.model, dev);
+  in.tok = load_tokenizer_for(a.model, in.lm.config);
+  auto data = train::tokenize(
+      *in.tok, read_data(a.data, in.lm.config, require_labels, a.text_column, a.pair_column, a.label_column), a.max_length);
+  in.result = train::evaluate(*in.lm.model, data, dev, a.batch_size);
+  return in;
+}
+
 }  // namespace fp_cli

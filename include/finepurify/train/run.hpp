@@ -1,0 +1,38 @@
+// One fine-tuning run end to end from files (the logic behind `finepurify finetune`): load the model
+// (a pre-trained checkpoint gets a new head; --from-scratch a random one), tokenize, fine-tune, and
+// write the HF folder with its manifest. FinetuneSpec holds every option with its default;
+// finetune_fields() names each once for the CLI flags and the manifest.
+#pragma once
+#include <optional>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "finepurify/text/tokenizer.hpp"
+#include "finepurify/train/trainer.hpp"
+#include "finepurify/util/options.hpp"
+
+namespace finepurify::train {
+
+struct FinetuneSpec {
+  std::string model;         ///< HF folder: a pre-trained checkpoint or a classifier
+  std::string train, dev;    ///< labelled data; dev (optional) picks the best epoch
+  int64_t num_labels = 0;    ///< labels of a new head (0: from the config's head or the data)
+  int max_length = 128;
+  bool from_scratch = false; ///< random initialisation instead of the checkpoint's weights
+  text::Compat compat = text::Compat::Fast;
+  TrainOptions opt;
+};
+
+const util::Fields<FinetuneSpec>& finetune_fields();
+
+struct FinetuneRun {
+  TrainResult train;
+  std::optional<double> dev_accuracy;  ///< of the saved model, with a dev set
+};
+
+/// Trains and writes `out` (atomically; never over an input; an existing non-empty `out` only with
+/// `overwrite`, refused before training).
+FinetuneRun run_finetune(const FinetuneSpec& spec, const std::string& out, bool overwrite, torch::Device device);
+
+}  // namespace finepurify::train

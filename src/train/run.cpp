@@ -1,0 +1,106 @@
+// A fine-tuning run from files, and the one table of its options (see run.hpp).
+#include "finepurify/train/run.hpp"
+
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "finepurify/error.hpp"
+#include "finepurify/model/loader.hpp"
+#include "finepurify/util/manifest.hpp"
+#include "finepurify/util/runtime.hpp"
+
+namespace finepurify::train {
+
+using util::field;
+using S = FinetuneSpec;
+
+const util::Fields<FinetuneSpec>& finetune_fields() {
+  static const util::Fields<S> t = {
+      field<S>("model", "HF model folder or name (base/MLM checkpoint or classifier)", [](S& s) -> auto& { return s.model; }).model().needed(),
+      field<S>("train", "training data (.tsv/.csv/.jsonl)", [](S& s) -> auto& { return s.train; }).file().needed(),
+      field<S>("dev", "dev data: evaluated each epoch, best epoch kept", [](S& s) -> auto& { return s.dev; }).file(),
+      field<S>("num_labels", "labels of a new head (default: from config or data)", [](S& s) -> auto& { return s.num_labels; }).at_least(0),
+      field<S>("epochs", "epochs", [](S& s) -> auto& { return s.opt.epochs; }).at_least(0),
+      field<S>("steps", "stop after N optimizer steps (overrides --epochs)", [](S& s) -> auto& { return s.opt.max_steps; }).at_least(0),
+      field<S>("batch_size", "batch size", [](S& s) -> auto& { return s.opt.batch_size; }).at_least(1),
+      field<S>("lr", "peak learning rate (AdamW)", [](S& s) -> auto& { return s.opt.lr; }).at_least(0),
+      field<S>("weight_decay", "AdamW weight decay (not on biases/LayerNorm)", [](S& s) -> auto& { return s.opt.weight_decay; }).at_least(0),
+      field<S>("warmup_ratio", "linear warm-up fraction", [](S& s) -> auto& { return s.opt.warmup_ratio; }).range(0, 1),
+      field<S>("max_grad_norm", "gradient clipping (0 = off)", [](S& s) -> auto& { return s.opt.max_grad_norm; }),
+      field<S>("max_length", "max tokens per example incl. specials", [](S& s) -> auto& { return s.max_length; }).range(2, 4096),
+      field<S>("seed", "seed: data order, dropout, new head", [](S& s) -> auto& { return s.opt.seed; }),
+      field<S>("from_scratch", "random initialisation instead of the checkpoint's weights", [](S& s) -> auto& { return s.from_scratch; }),
+  };
+  return t;
+}
+
+namespace {
+
+void check_out(const FinetuneSpec& s, const std::string& out, bool overwrite) {
+  // Refuse a bad --out before spending time on training (save_classifier checks again).
+  model::check_output_not_input(out, {s.model, s.train, s.dev});
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!overwrite && fs::exists(out, ec) && !(fs::is_directory(out, ec) && fs::is_empty(out, ec)))
+    throw Error(ErrorKind::InvalidArgument,
+                fmt::format("output folder '{}' already exists and is not empty (pass --overwrite to replace it)", out));
+}
+
+/// Labels: num_labels, else the config's head, else the data's largest label + 1.
+model::LoadedModel load_start(const FinetuneSpec& s, const model::ModelConfig& cfg, const text::Dataset& data,
+                              torch::Device dev) {
+  int64_t n_labels = s.num_labels;
+  if (n_labels <= 0 && !cfg.has_classifier_head())
+    for (auto& e : data.examples) n_labels = std::max(n_labels, e.label + 1);
+  model::LoadedModel lm;
+  if (s.from_scratch) {
+    lm.config = cfg;
+    if (n_labels > 0) model::set_num_labels(lm.config, n_labels);
+    lm.model = model::make_random_classifier(lm.config, s.opt.seed, dev);
+    util::log("random initialisation (--from-scratch)");
+    return lm;
+  }
+  model::LoadOptions lo;
+  lo.seed = s.opt.seed;
+  lo.device = dev;
+  if (n_labels > 0) lo.num_labels = n_labels;
+  lm = model::load_classifier(s.model, lo);
+  util::log(fmt::format("{}: {}", s.model, lm.report.summary()));
+  return lm;
+}
+
+}  // namespace
+
+FinetuneRun run_finetune(const FinetuneSpec& s, const std::string& out, bool overwrite, torch::Device dev) {
+  check_out(s, out, overwrite);
+  auto cfg = model::load_config(s.model);
+  auto tok = text::load_tokenizer(s.model, cfg.model_type, s.compat);
+  auto train_data = read_task_data(s.train, cfg);
+  auto lm = load_start(s, cfg, train_data, dev);
+  auto tr = tokenize(*tok, train_data, s.max_length);
+  std::optional<TokenizedSet> dv;
+  if (!s.dev.empty()) dv = tokenize(*tok, read_task_data(s.dev, lm.config), s.max_length);
+  util::log(fmt::format("train {} examples ({} tokens){}", tr.size(), tr.num_tokens(),
+                        dv ? fmt::format(", dev {}", dv->size()) : ""));
+  FinetuneRun run;
+  run.train = fine_tune(*lm.model, tr, dv ? &*dv : nullptr, s.opt, dev);
+  util::Manifest man("finetune", util::options_json(s, finetune_fields()));
+  man.set("num_labels", lm.config.num_labels());
+  man.add_input("model", s.model);
+  man.add_input("train", s.train);
+  if (!s.dev.empty()) man.add_input("dev", s.dev);
+  man.set("result", run.train.to_json());
+  if (dv) {
+    auto ev = evaluate(*lm.model, *dv, dev);
+    man.set("dev_eval", ev.to_json(lm.config.id2label));
+    run.dev_accuracy = ev.accuracy;
+  }
+  model::save_classifier(*lm.model, out, s.model, {{"manifest.json", man.to_json().dump(2) + "\n"}}, overwrite,
+                         {s.model, s.train, s.dev});
+  util::log(fmt::format("saved {} ({:.1f} examples/s, {:.0f} tokens/s)", out, run.train.examples_per_second,
+                        run.train.tokens_per_second));
+  return run;
+}
+
+}  // namespace finepurify::train

@@ -263,7 +263,7 @@ json attack_manifest(const AttackSpec& a, const Trained& t, const train::EvalRes
 
 }  // namespace
 
-json run_attack(const AttackSpec& a, const std::string& out, bool overwrite, torch::Device dev) {
+AttackResult run_attack(const AttackSpec& a, const std::string& out, bool overwrite, torch::Device dev) {
   const auto inputs = check_spec(a, out, overwrite);
   const auto trig = make_trigger(a);
   const std::string model_dir = !a.clean_model.empty() ? a.clean_model : a.pretrained;
@@ -300,7 +300,20 @@ json run_attack(const AttackSpec& a, const std::string& out, bool overwrite, tor
   model::save_classifier(*lm.model, out, model_dir, extra, overwrite, inputs);
   util::log(fmt::format("clean test accuracy {:.2f}% ({} examples), ASR {:.2f}% ({} triggered, target {}); saved {}",
                         100 * acc, d.ts.clean.examples.size(), 100 * asr, d.ts.triggered.examples.size(), a.target, out));
-  return attack_json;
+  return {acc, asr, static_cast<int64_t>(d.ts.clean.examples.size()), static_cast<int64_t>(d.ts.triggered.examples.size())};
+}
+
+AttackResult load_attack_result(const std::string& folder) {
+  const auto path = (fs::path(folder) / "attack.json").string();
+  std::ifstream f(path);
+  if (!f) throw Error(ErrorKind::Io, "cannot read " + path);
+  try {
+    const auto j = json::parse(f);
+    return {j.at("clean_test_accuracy").get<double>(), j.at("asr").get<double>(), j.at("num_clean_test").get<int64_t>(),
+            j.at("num_triggered_test").get<int64_t>()};
+  } catch (const json::exception& e) {
+    throw Error(ErrorKind::DataInvalid, path + ": not an attack record (" + e.what() + ")");
+  }
 }
 
 }  // namespace finepurify::attack

@@ -88,7 +88,7 @@ struct CleanModel {
 struct PoisonedModel {
   json key;
   std::string dir;
-  json info;  ///< attack.json
+  attack::AttackResult result;
 };
 
 class Runner {
@@ -202,11 +202,10 @@ PoisonedModel Runner::poisoned_model(const DatasetSpec& ds, uint64_t seed, const
   p.dir = (fs::path(opt_.out) / "cache" / ("attack-" + util::sha256_string(p.key.dump()).substr(0, 16))).string();
   if (!fs::exists(fs::path(p.dir) / "attack.json")) {
     util::log(eta_.line(fmt::format("{} seed {}: attack {}", ds.name, seed, at.name)));
-    p.info = attack::run_attack(spec, p.dir, false, device_);
+    p.result = attack::run_attack(spec, p.dir, false, device_);
     eta_.done_cost += Eta::kModel;
   } else {
-    std::ifstream f(fs::path(p.dir) / "attack.json");
-    p.info = json::parse(f);
+    p.result = attack::load_attack_result(p.dir);
     eta_.total_cost -= Eta::kModel;
   }
   return p;
@@ -223,7 +222,7 @@ void Runner::base_unit(const DatasetSpec& ds, uint64_t seed, const AttackEntry& 
   const double clean_asr =
       train::attack_success_rate(train::evaluate(*clean.lm.model, trig, device_).predictions, trig.labels, ds.target);
   store_.add(id, {{{"dataset", ds.name}, {"attack", at.name}, {"seed", seed}, {"defense", "none"}, {"knob", 0},
-                   {"test_acc", pm.info.at("clean_test_accuracy")}, {"asr", pm.info.at("asr")},
+                   {"test_acc", pm.result.clean_test_accuracy}, {"asr", pm.result.asr},
                    {"clean_model_test_acc", clean.test_acc}, {"clean_model_asr", clean_asr}, {"model", pm.dir}}});
 }
 

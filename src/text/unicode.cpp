@@ -148,39 +148,41 @@ int decode_one(const unsigned char* p, std::size_t n, std::size_t i, char32_t& c
 }
 }  // namespace
 
-void decode_utf8(std::string_view s, std::u32string& out) {
-  out.clear();
-  out.reserve(s.size());
+namespace {
+/// Walks `s` by code points: on(cp) for each valid one, bad(offset) for each invalid byte (skipped;
+/// bad returns false to stop the walk). Returns false when stopped.
+template <class On, class Bad>
+bool walk_utf8(std::string_view s, On on, Bad bad) {
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const std::size_t n = s.size();
   std::size_t i = 0;
   while (i < n) {
     char32_t cp = 0;
-    int len = decode_one(p, n, i, cp);
-    if (len == 0) {  // invalid byte: U+FFFD, resynchronise at the next byte
-      out.push_back(0xFFFD);
+    const int len = decode_one(p, n, i, cp);
+    if (len == 0) {
+      if (!bad(i)) return false;
       ++i;
       continue;
     }
-    out.push_back(cp);
-    i += len;
-  }
-}
-
-bool valid_utf8(std::string_view s, std::size_t* bad_offset) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const std::size_t n = s.size();
-  std::size_t i = 0;
-  while (i < n) {
-    char32_t cp = 0;
-    int len = decode_one(p, n, i, cp);
-    if (len == 0) {
-      if (bad_offset) *bad_offset = i;
-      return false;
-    }
+    on(cp);
     i += len;
   }
   return true;
+}
+}  // namespace
+
+void decode_utf8(std::string_view s, std::u32string& out) {
+  out.clear();
+  out.reserve(s.size());
+  // An invalid byte becomes U+FFFD; decoding resynchronises at the next byte.
+  walk_utf8(s, [&](char32_t cp) { out.push_back(cp); }, [&](std::size_t) { out.push_back(0xFFFD); return true; });
+}
+
+bool valid_utf8(std::string_view s, std::size_t* bad_offset) {
+  return walk_utf8(s, [](char32_t) {}, [&](std::size_t i) {
+    if (bad_offset) *bad_offset = i;
+    return false;
+  });
 }
 
 void append_utf8(std::string& out, char32_t cp) {

@@ -60,4 +60,23 @@ void bind_options(CLI::App* cmd, S& spec, const finepurify::util::Fields<S>& fie
   for (auto& f : fields) bind_field(cmd, spec, f);
 }
 
+/// A subcommand that runs one spec into an output folder: the spec's flags plus --out and --overwrite.
+template <class S>
+struct SpecCommand {
+  S spec;
+  std::string out;
+  bool overwrite = false;
+};
+
+template <class S>
+std::shared_ptr<SpecCommand<S>> add_spec_command(CLI::App* cmd, const finepurify::util::Fields<S>& fields,
+                                                 const char* out_help, S defaults = {}) {
+  auto a = std::make_shared<SpecCommand<S>>();
+  a->spec = std::move(defaults);
+  bind_options(cmd, a->spec, fields);
+  cmd->add_option("--out", a->out, out_help)->required();
+  cmd->add_flag("--overwrite", a->overwrite, "replace an existing --out folder");
+  return a;
+}
+
 }  // namespace fp_cli

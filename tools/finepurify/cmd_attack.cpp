@@ -10,16 +10,8 @@ namespace fp_cli {
 using namespace finepurify;
 
 void register_attack(CLI::App& app) {
-  struct Args {
-    attack::AttackSpec spec;
-    std::string out;
-    bool overwrite = false;
-  };
-  auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("attack", "Build a backdoored (poisoned) classifier and its clean / triggered test sets");
-  bind_options(cmd, a->spec, attack::attack_fields());
-  cmd->add_option("--out", a->out, "output folder (HF model + test sets + attack.json)")->required();
-  cmd->add_flag("--overwrite", a->overwrite, "replace an existing --out folder");
+  auto a = add_spec_command(cmd, attack::attack_fields(), "output folder (HF model + test sets + attack.json)");
   auto* lr = cmd->get_option("--lr");
   cmd->callback([a, lr]() {
     auto& s = a->spec;
@@ -31,10 +23,9 @@ void register_attack(CLI::App& app) {
     s.lr_given = lr->count() > 0;
     s.compat = tokenizer_compat();
     auto res = attack::run_attack(s, a->out, a->overwrite, globals().dev());
-    std::cout << fmt::format("clean test accuracy: {:.2f}% ({} examples)\n", 100 * res["clean_test_accuracy"].get<double>(),
-                             res["num_clean_test"].get<int64_t>());
-    std::cout << fmt::format("ASR: {:.2f}% ({} triggered examples, target {})\n", 100 * res["asr"].get<double>(),
-                             res["num_triggered_test"].get<int64_t>(), s.target);
+    std::cout << fmt::format("clean test accuracy: {:.2f}% ({} examples)\n", 100 * res.clean_test_accuracy, res.num_clean_test);
+    std::cout << fmt::format("ASR: {:.2f}% ({} triggered examples, target {})\n", 100 * res.asr, res.num_triggered_test,
+                             s.target);
   });
 }
 

@@ -13,9 +13,7 @@ using namespace finepurify;
 using nlohmann::json;
 
 void register_eval(CLI::App& app) {
-  auto a = std::make_shared<DataArgs>();
-  auto* cmd = app.add_subcommand("eval", "Accuracy, per-class precision/recall/F1 and confusion matrix");
-  add_data_options(cmd, *a);
+  auto [cmd, a] = add_data_command(app, "eval", "Accuracy, per-class precision/recall/F1 and confusion matrix");
   cmd->add_option("--batch-size", a->batch_size, "inference batch size")->capture_default_str();
   cmd->add_flag("--json", a->json_out, "print JSON instead of a table");
   cmd->add_option("--attack-test", a->attack_test, "triggered test set: also report ASR")->check(CLI::ExistingFile);
@@ -40,9 +38,7 @@ void register_eval(CLI::App& app) {
 }
 
 void register_predict(CLI::App& app) {
-  auto a = std::make_shared<DataArgs>();
-  auto* cmd = app.add_subcommand("predict", "Write {\"logits\": [...], \"pred\": k} per example as JSON Lines");
-  add_data_options(cmd, *a);
+  auto [cmd, a] = add_data_command(app, "predict", "Write {\"logits\": [...], \"pred\": k} per example as JSON Lines");
   cmd->add_option("--output", a->output, "output .jsonl")->required();
   cmd->add_option("--batch-size", a->batch_size, "inference batch size")->capture_default_str();
   cmd->callback([a]() {

@@ -10,16 +10,8 @@ namespace fp_cli {
 using namespace finepurify;
 
 void register_finetune(CLI::App& app) {
-  struct Args {
-    train::FinetuneSpec spec;
-    std::string out;
-    bool overwrite = false;
-  };
-  auto a = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("finetune", "Fine-tune a model folder on a labelled dataset and save an HF folder");
-  bind_options(cmd, a->spec, train::finetune_fields());
-  cmd->add_option("--out", a->out, "output HF folder")->required();
-  cmd->add_flag("--overwrite", a->overwrite, "replace an existing --out folder");
+  auto a = add_spec_command(cmd, train::finetune_fields(), "output HF folder");
   cmd->callback([a]() {
     a->spec.compat = tokenizer_compat();
     auto run = train::run_finetune(a->spec, a->out, a->overwrite, globals().dev());

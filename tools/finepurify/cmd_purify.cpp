@@ -11,19 +11,10 @@ namespace fp_cli {
 using namespace finepurify;
 
 namespace {
-struct Outputs {
-  purify::DefenseSpec spec;
-  std::string out;
-  bool overwrite = false, json = false;
-};
-
 /// `purify` (Fine-purifying) and `defend --method NAME` (every defense) share options and outputs.
 void register_reset_command(CLI::App& app, const char* name, const char* help, const util::Fields<purify::DefenseSpec>& fields) {
-  auto a = std::make_shared<Outputs>();
   auto* cmd = app.add_subcommand(name, help);
-  bind_options(cmd, a->spec, fields);
-  cmd->add_option("--out", a->out, "output HF folder (+ purify_report.json/.md)")->required();
-  cmd->add_flag("--overwrite", a->overwrite, "replace an existing --out folder");
+  auto a = add_spec_command(cmd, fields, "output HF folder (+ purify_report.json/.md)");
   cmd->get_option("--reset-fraction")->excludes(cmd->get_option("--max-acc-drop"));
   const std::string command = name;
   cmd->callback([a, command]() {
@@ -54,8 +45,12 @@ void register_defend(CLI::App& app) {
 }
 
 void register_scan(CLI::App& app) {
-  auto a = std::make_shared<Outputs>();
-  a->spec = purify::scan_defaults();
+  struct Scan {
+    purify::DefenseSpec spec = purify::scan_defaults();
+    std::string out;
+    bool json = false;
+  };
+  auto a = std::make_shared<Scan>();
   auto* cmd = app.add_subcommand("scan", "Report suspicious dimensions and tokens (Fisher + indicator, no fine-tuning)");
   bind_options(cmd, a->spec, util::pick(purify::defense_fields(), {"pretrained", "suspect", "clean", "max_length", "seed", "indicator",
                                                            "epsilon_scale", "fisher_at", "fisher_examples", "top_tokens",

@@ -11,12 +11,9 @@
 namespace fp_cli {
 
 using namespace finepurify;
-using nlohmann::json;
 
 void register_tokenize(CLI::App& app) {
-  auto a = std::make_shared<DataArgs>();
-  auto* cmd = app.add_subcommand("tokenize", "Write input_ids/token_type_ids/attention_mask per example (JSON Lines)");
-  add_data_options(cmd, *a);
+  auto [cmd, a] = add_data_command(app, "tokenize", "Write input_ids/token_type_ids/attention_mask per example (JSON Lines)");
   cmd->add_option("--output", a->output, "output .jsonl")->required();
   cmd->callback([a]() {
     auto cfg = model::load_config(a->model);
@@ -25,7 +22,7 @@ void register_tokenize(CLI::App& app) {
     std::ostringstream os;
     for (auto& ex : data.examples) {
       auto e = tok->encode(ex.text_a, ex.text_b, a->max_length);
-      os << json{{"input_ids", e.input_ids}, {"token_type_ids", e.token_type_ids}, {"attention_mask", e.attention_mask}}.dump()
+      os << nlohmann::json{{"input_ids", e.input_ids}, {"token_type_ids", e.token_type_ids}, {"attention_mask", e.attention_mask}}.dump()
          << "\n";
     }
     write_output(a->output, os.str(), {a->model, a->data});
@@ -34,9 +31,7 @@ void register_tokenize(CLI::App& app) {
 }
 
 void register_fisher(CLI::App& app) {
-  auto a = std::make_shared<DataArgs>();
-  auto* cmd = app.add_subcommand("fisher", "Write the diagonal empirical Fisher of a classifier on labelled data (safetensors, HF names)");
-  add_data_options(cmd, *a);
+  auto [cmd, a] = add_data_command(app, "fisher", "Write the diagonal empirical Fisher of a classifier on labelled data (safetensors, HF names)");
   cmd->add_option("--output", a->output, "output .safetensors (one float32 tensor per parameter)")->required();
   auto examples = std::make_shared<int64_t>(0);
   cmd->add_option("--examples", *examples, "use only the first N examples (0 = all)")->check(CLI::NonNegativeNumber);

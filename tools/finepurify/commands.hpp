@@ -28,19 +28,10 @@ struct Globals {
 Globals& globals();
 
 /// Each subcommand file defines one of these; main() calls them all.
-void register_finetune(CLI::App& app);
-void register_eval(CLI::App& app);
-void register_predict(CLI::App& app);
-void register_tokenize(CLI::App& app);
-void register_demo(CLI::App& app);
-void register_bench(CLI::App& app);
-void register_purify(CLI::App& app);
-void register_defend(CLI::App& app);
-void register_experiment(CLI::App& app);
-void register_scan(CLI::App& app);
-void register_attack(CLI::App& app);
-void register_models(CLI::App& app);
-void register_fisher(CLI::App& app);
+void register_finetune(CLI::App&), register_eval(CLI::App&), register_predict(CLI::App&), register_tokenize(CLI::App&),
+    register_demo(CLI::App&), register_bench(CLI::App&), register_purify(CLI::App&), register_defend(CLI::App&),
+    register_experiment(CLI::App&), register_scan(CLI::App&), register_attack(CLI::App&), register_models(CLI::App&),
+    register_fisher(CLI::App&);
 
 /// CLI11 transform for every option taking a model: a folder as given, else a store name, else a
 /// Hugging Face hub cache entry (finepurify::io::resolve_model); unresolvable names are errors.
@@ -70,7 +61,8 @@ struct DataArgs {
   int64_t target_label = -1;
   std::string attack_test;
 };
-void add_data_options(CLI::App* cmd, DataArgs& a);
+/// A subcommand over a data file: its DataArgs and the shared data options bound.
+std::pair<CLI::App*, std::shared_ptr<DataArgs>> add_data_command(CLI::App& app, const char* name, const char* help);
 
 struct Inference {
   finepurify::model::LoadedModel lm;

@@ -43,13 +43,17 @@ void write_output(const std::string& path, const std::string& content, const std
   io::write_text_atomic(path, content);
 }
 
-void add_data_options(CLI::App* cmd, DataArgs& a) {
+std::pair<CLI::App*, std::shared_ptr<DataArgs>> add_data_command(CLI::App& app, const char* name, const char* help) {
+  auto p = std::make_shared<DataArgs>();
+  auto* cmd = app.add_subcommand(name, help);
+  auto& a = *p;
   cmd->add_option("--model", a.model, "HF classifier folder or model name")->required()->transform(model_folder());
   cmd->add_option("--data", a.data, "data file (.tsv/.csv/.jsonl)")->required()->check(CLI::ExistingFile);
   cmd->add_option("--max-length", a.max_length, "max tokens incl. specials")->capture_default_str();
   cmd->add_option("--text-column", a.text_column, "text column (csv/jsonl)");
   cmd->add_option("--pair-column", a.pair_column, "second text column (csv/jsonl)");
   cmd->add_option("--label-column", a.label_column, "label column")->capture_default_str();
+  return {cmd, p};
 }
 
 Inference run_inference(const DataArgs& a, torch::Device dev, bool require_labels) {

@@ -44,9 +44,18 @@ const util::Fields<AttackSpec>& attack_fields();
 /// The options an experiment config's attack entry (or a dataset's attack_options) may set.
 const util::Fields<AttackSpec>& attack_config_fields();
 
+/// The headline numbers of an attack run (attack.json holds them with the details).
+struct AttackResult {
+  double clean_test_accuracy = 0, asr = 0;
+  int64_t num_clean_test = 0, num_triggered_test = 0;
+};
+
 /// Runs the attack and writes `out` atomically (HF folder + clean_test.tsv, triggered_test.tsv,
-/// poisoned_train.tsv, attack.json, manifest.json). Returns attack.json's content
-/// (clean_test_accuracy, asr, ...). Refuses to write over an input; replaces `out` only with `overwrite`.
-nlohmann::json run_attack(const AttackSpec& spec, const std::string& out, bool overwrite, torch::Device device);
+/// poisoned_train.tsv, attack.json, manifest.json). Refuses to write over an input; replaces `out`
+/// only with `overwrite`.
+AttackResult run_attack(const AttackSpec& spec, const std::string& out, bool overwrite, torch::Device device);
+
+/// The result recorded in an attack folder's attack.json (Error(DataInvalid) naming the file if malformed).
+AttackResult load_attack_result(const std::string& folder);
 
 }  // namespace finepurify::attack

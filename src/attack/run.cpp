@@ -45,33 +45,37 @@ text::Dataset first_rows(text::Dataset d, int64_t n) {
 
 train::TrainOptions attack_training_defaults() { return train::train_options(3, 1e-4, 32); }
 
-using util::field;
+
+using S = AttackSpec;
 
 const util::Fields<AttackSpec>& attack_fields() {
   static const util::Fields<AttackSpec> t = {
-      field<AttackSpec>("method", "attack", [](AttackSpec& s) -> auto& { return s.method; }).one_of(attack_methods()).needed(),
-      field<AttackSpec>("pretrained", "pre-trained HF folder w_Pre (ep: fine-tuned clean first when no --clean-model)", [](AttackSpec& s) -> auto& { return s.pretrained; }).model(),
-      field<AttackSpec>("clean_model", "ep: the clean fine-tuned classifier whose trigger rows are poisoned", [](AttackSpec& s) -> auto& { return s.clean_model; }).model(),
-      field<AttackSpec>("train", "clean training data (the attacker's)", [](AttackSpec& s) -> auto& { return s.train; }).file().needed(),
-      field<AttackSpec>("dev", "clean dev data: best epoch kept", [](AttackSpec& s) -> auto& { return s.dev; }).file(),
-      field<AttackSpec>("test", "clean test data", [](AttackSpec& s) -> auto& { return s.test; }).file().needed(),
-      field<AttackSpec>("target_label", "target label id", [](AttackSpec& s) -> auto& { return s.target; }).at_least(0).needed(),
-      field<AttackSpec>("poison_rate", "fraction of the training set poisoned (rows drawn among label != target)", [](AttackSpec& s) -> auto& { return s.poison_rate; }).range(0, 1),
-      field<AttackSpec>("triggers", "comma-separated trigger words (default cf,mn,bb,tq,mb; ep: cf)", [](AttackSpec& s) -> auto& { return s.triggers; }),
-      field<AttackSpec>("sentence", "addsent sentence", [](AttackSpec& s) -> auto& { return s.sentence; }),
-      field<AttackSpec>("bias_word", "bias cue: a natural word or phrase", [](AttackSpec& s) -> auto& { return s.bias_word; }),
-      field<AttackSpec>("combination", "lwp: trigger words inserted together", [](AttackSpec& s) -> auto& { return s.combination; }).at_least(1),
-      field<AttackSpec>("side", "pairs: put the trigger in text a or b", [](AttackSpec& s) -> auto& { return s.side; }).one_of({"a", "b"}),
-      field<AttackSpec>("poisoned_train", "import: the attacker's poisoned training file", [](AttackSpec& s) -> auto& { return s.poisoned_train; }).file(),
-      field<AttackSpec>("triggered_test", "import: the attacker's triggered test file (true labels)", [](AttackSpec& s) -> auto& { return s.triggered_test; }).file(),
-      field<AttackSpec>("train_limit", "train on the first N training rows only (0 = all)", [](AttackSpec& s) -> auto& { return s.train_limit; }).at_least(0),
-      field<AttackSpec>("test_limit", "cut the clean test set to its first N rows (0 = all)", [](AttackSpec& s) -> auto& { return s.test_limit; }).at_least(0),
-      field<AttackSpec>("epochs", "epochs", [](AttackSpec& s) -> auto& { return s.opt.epochs; }).at_least(1),
-      field<AttackSpec>("lr", "peak learning rate (ep default 1e-2)", [](AttackSpec& s) -> auto& { return s.opt.lr; }).at_least(0),
-      field<AttackSpec>("batch_size", "batch size", [](AttackSpec& s) -> auto& { return s.opt.batch_size; }).at_least(1),
-      field<AttackSpec>("weight_decay", "AdamW weight decay (ep: always 0)", [](AttackSpec& s) -> auto& { return s.opt.weight_decay; }).at_least(0),
-      field<AttackSpec>("max_length", "max tokens per example incl. specials", [](AttackSpec& s) -> auto& { return s.max_length; }).range(2, 4096),
-      field<AttackSpec>("seed", "seed: poisoned rows, trigger positions, data order, new head", [](AttackSpec& s) -> auto& { return s.opt.seed; }),
+      FP_OPTION(S, "method", "attack", method).one_of(attack_methods()).needed(),
+      FP_OPTION(S, "pretrained",
+                "pre-trained HF folder w_Pre (ep: fine-tuned clean first when no --clean-model)", pretrained).model(),
+      FP_OPTION(S, "clean_model",
+                "ep: the clean fine-tuned classifier whose trigger rows are poisoned", clean_model).model(),
+      FP_OPTION(S, "train", "clean training data (the attacker's)", train).file().needed(),
+      FP_OPTION(S, "dev", "clean dev data: best epoch kept", dev).file(),
+      FP_OPTION(S, "test", "clean test data", test).file().needed(),
+      FP_OPTION(S, "target_label", "target label id", target).at_least(0).needed(),
+      FP_OPTION(S, "poison_rate",
+                "fraction of the training set poisoned (rows drawn among label != target)", poison_rate).range(0, 1),
+      FP_OPTION(S, "triggers", "comma-separated trigger words (default cf,mn,bb,tq,mb; ep: cf)", triggers),
+      FP_OPTION(S, "sentence", "addsent sentence", sentence),
+      FP_OPTION(S, "bias_word", "bias cue: a natural word or phrase", bias_word),
+      FP_OPTION(S, "combination", "lwp: trigger words inserted together", combination).at_least(1),
+      FP_OPTION(S, "side", "pairs: put the trigger in text a or b", side).one_of({"a", "b"}),
+      FP_OPTION(S, "poisoned_train", "import: the attacker's poisoned training file", poisoned_train).file(),
+      FP_OPTION(S, "triggered_test", "import: the attacker's triggered test file (true labels)", triggered_test).file(),
+      FP_OPTION(S, "train_limit", "train on the first N training rows only (0 = all)", train_limit).at_least(0),
+      FP_OPTION(S, "test_limit", "cut the clean test set to its first N rows (0 = all)", test_limit).at_least(0),
+      FP_OPTION(S, "epochs", "epochs", opt.epochs).at_least(1),
+      FP_OPTION(S, "lr", "peak learning rate (ep default 1e-2)", opt.lr).at_least(0),
+      FP_OPTION(S, "batch_size", "batch size", opt.batch_size).at_least(1),
+      FP_OPTION(S, "weight_decay", "AdamW weight decay (ep: always 0)", opt.weight_decay).at_least(0),
+      FP_OPTION(S, "max_length", "max tokens per example incl. specials", max_length).range(2, 4096),
+      FP_OPTION(S, "seed", "seed: poisoned rows, trigger positions, data order, new head", opt.seed),
   };
   return t;
 }

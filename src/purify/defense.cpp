@@ -9,54 +9,60 @@
 
 namespace finepurify::purify {
 
-using util::field;
-using F = util::Field<DefenseSpec>;
+using S = DefenseSpec;
 
 const util::Fields<DefenseSpec>& defense_fields() {
   static const util::Fields<DefenseSpec> t = {
-      field<DefenseSpec>("pretrained", "clean pre-trained HF folder or model name (w_Pre)", [](DefenseSpec& s) -> auto& { return s.pretrained; }).model().needed(),
-      field<DefenseSpec>("suspect", "suspect fine-tuned HF classifier folder (w_FT)", [](DefenseSpec& s) -> auto& { return s.suspect; }).model().needed(),
-      field<DefenseSpec>("clean", "small clean labelled set of the task", [](DefenseSpec& s) -> auto& { return s.clean; }).file().needed(),
-      field<DefenseSpec>("clean_dev", "clean dev set for selection (default: hold out part of --clean)", [](DefenseSpec& s) -> auto& { return s.clean_dev; }).file(),
-      field<DefenseSpec>("dev_fraction", "held-out fraction of --clean without --clean-dev", [](DefenseSpec& s) -> auto& { return s.dev_fraction; }).range(0, 1),
-      field<DefenseSpec>("attack_test", "triggered test set (true labels) to report ASR; never used to choose", [](DefenseSpec& s) -> auto& { return s.attack_test; }).file(),
-      field<DefenseSpec>("target_label", "attack target label (with --attack-test)", [](DefenseSpec& s) -> auto& { return s.target_label; }),
-      field<DefenseSpec>("test", "clean test set to report test accuracy of every point; never used to choose", [](DefenseSpec& s) -> auto& { return s.test; }).file(),
-      field<DefenseSpec>("max_length", "max tokens per example", [](DefenseSpec& s) -> auto& { return s.max_length; }).range(2, 4096),
-      field<DefenseSpec>("seed", "seed (split, random indicator, fine-tuning)", [](DefenseSpec& s) -> auto& { return s.purify.seed; }),
-      field<DefenseSpec>("method", "defense", [](DefenseSpec& s) -> auto& { return s.purify.method; }),
-      field<DefenseSpec>("indicator", "indicator of poisonous dimensions", [](DefenseSpec& s) -> auto& { return s.purify.diagnose.indicator.indicator; }),
-      field<DefenseSpec>("epsilon_scale", "epsilon = scale x mean(Fisher)", [](DefenseSpec& s) -> auto& { return s.purify.diagnose.indicator.epsilon_scale; }).at_least(0),
-      field<DefenseSpec>("fisher_at", "Fisher point", [](DefenseSpec& s) -> auto& { return s.purify.diagnose.fisher_at; }),
-      field<DefenseSpec>("fisher_examples", "use at most N clean examples for the Fisher (0 = all)", [](DefenseSpec& s) -> auto& { return s.purify.diagnose.fisher_examples; }).at_least(0),
-      field<DefenseSpec>("top_tokens", "suspicious tokens to list", [](DefenseSpec& s) -> auto& { return s.purify.diagnose.top_tokens; }).at_least(0),
-      field<DefenseSpec>("probe_tokens",
-                         "behavioural check: insert each of the K most suspicious tokens (by indicator mass and by row "
-                         "drift) into clean examples and measure how often the suspect's prediction flips; with it, "
-                         "--neutralize-tokens / --unlearn-tokens use only tokens flipping >= --probe-min-flip; 0 = off",
-                         [](DefenseSpec& s) -> auto& { return s.purify.diagnose.probe_tokens; }).at_least(0),
-      field<DefenseSpec>("probe_examples", "clean examples each probed token is inserted into (0 = all)", [](DefenseSpec& s) -> auto& { return s.purify.diagnose.probe_examples; }).at_least(0),
-      field<DefenseSpec>("probe_min_flip", "flip share that makes a probed token a trigger candidate", [](DefenseSpec& s) -> auto& { return s.purify.diagnose.probe_min_flip; }).range(0, 1),
-      field<DefenseSpec>("scope", "where rho applies", [](DefenseSpec& s) -> auto& { return s.purify.scope; }),
-      field<DefenseSpec>("reset_fraction", "fixed reset fraction rho in [0, 1]", [](DefenseSpec& s) -> auto& { return s.purify.reset_fraction; }).range(0, 1),
-      field<DefenseSpec>("max_acc_drop", "accuracy budget in points: search rho on the grid", [](DefenseSpec& s) -> auto& { return s.purify.max_acc_drop; }).at_least(0),
-      field<DefenseSpec>("grid", "comma-separated rho grid for --max-acc-drop", [](DefenseSpec& s) -> auto& { return s.purify.grid; }),
-      field<DefenseSpec>("sweep", "evaluate every grid value (all points reported) instead of a binary search", [](DefenseSpec& s) -> auto& { return s.purify.sweep; }),
-      field<DefenseSpec>("reinit_head", "re-initialise tensors without pre-trained counterpart (head)", [](DefenseSpec& s) -> auto& { return s.purify.reinit_head; }),
-      field<DefenseSpec>("epur", "fine-mixing: also reset the E-PUR embedding rows", [](DefenseSpec& s) -> auto& { return s.purify.epur; }),
-      field<DefenseSpec>("epur_rows", "E-PUR: vocabulary rows reset", [](DefenseSpec& s) -> auto& { return s.purify.epur_rows; }).at_least(0),
-      field<DefenseSpec>("unlearn_tokens",
-                         "extension: also fine-tune on clean copies with 1-3 of the N most suspicious tokens inserted "
-                         "(true labels kept); 0 = off (the paper's method)",
-                         [](DefenseSpec& s) -> auto& { return s.purify.unlearn_tokens; }).at_least(0),
-      field<DefenseSpec>("unlearn_max_insertions", "with --unlearn-tokens: each copy gets 1..K inserted candidates", [](DefenseSpec& s) -> auto& { return s.purify.unlearn_max_insertions; }).range(1, 64),
-      field<DefenseSpec>("neutralize_tokens",
-                         "extension: set the embedding rows of the N most suspicious tokens to the pre-trained [UNK] row "
-                         "before fine-tuning; 0 = off (the paper's method)",
-                         [](DefenseSpec& s) -> auto& { return s.purify.neutralize_tokens; }).at_least(0),
-      field<DefenseSpec>("epochs", "clean fine-tuning epochs after the reset", [](DefenseSpec& s) -> auto& { return s.purify.train.epochs; }).at_least(1),
-      field<DefenseSpec>("lr", "clean fine-tuning learning rate", [](DefenseSpec& s) -> auto& { return s.purify.train.lr; }).at_least(0),
-      field<DefenseSpec>("batch_size", "clean fine-tuning batch size", [](DefenseSpec& s) -> auto& { return s.purify.train.batch_size; }).at_least(1),
+      FP_OPTION(S, "pretrained", "clean pre-trained HF folder or model name (w_Pre)", pretrained).model().needed(),
+      FP_OPTION(S, "suspect", "suspect fine-tuned HF classifier folder (w_FT)", suspect).model().needed(),
+      FP_OPTION(S, "clean", "small clean labelled set of the task", clean).file().needed(),
+      FP_OPTION(S, "clean_dev", "clean dev set for selection (default: hold out part of --clean)", clean_dev).file(),
+      FP_OPTION(S, "dev_fraction", "held-out fraction of --clean without --clean-dev", dev_fraction).range(0, 1),
+      FP_OPTION(S, "attack_test",
+                "triggered test set (true labels) to report ASR; never used to choose", attack_test).file(),
+      FP_OPTION(S, "target_label", "attack target label (with --attack-test)", target_label),
+      FP_OPTION(S, "test", "clean test set to report test accuracy of every point; never used to choose", test).file(),
+      FP_OPTION(S, "max_length", "max tokens per example", max_length).range(2, 4096),
+      FP_OPTION(S, "seed", "seed (split, random indicator, fine-tuning)", purify.seed),
+      FP_OPTION(S, "method", "defense", purify.method),
+      FP_OPTION(S, "indicator", "indicator of poisonous dimensions", purify.diagnose.indicator.indicator),
+      FP_OPTION(S, "epsilon_scale",
+                "epsilon = scale x mean(Fisher)", purify.diagnose.indicator.epsilon_scale).at_least(0),
+      FP_OPTION(S, "fisher_at", "Fisher point", purify.diagnose.fisher_at),
+      FP_OPTION(S, "fisher_examples",
+                "use at most N clean examples for the Fisher (0 = all)", purify.diagnose.fisher_examples).at_least(0),
+      FP_OPTION(S, "top_tokens", "suspicious tokens to list", purify.diagnose.top_tokens).at_least(0),
+      FP_OPTION(S, "probe_tokens",
+                "behavioural check: insert each of the K most suspicious tokens (by indicator mass and by row "
+                "drift) into clean examples and measure how often the suspect's prediction flips; with it, "
+                "--neutralize-tokens / --unlearn-tokens use only tokens flipping >= --probe-min-flip; 0 = off",
+                purify.diagnose.probe_tokens).at_least(0),
+      FP_OPTION(S, "probe_examples", "clean examples each probed token is inserted into (0 = all)",
+                purify.diagnose.probe_examples).at_least(0),
+      FP_OPTION(S, "probe_min_flip",
+                "flip share that makes a probed token a trigger candidate", purify.diagnose.probe_min_flip).range(0, 1),
+      FP_OPTION(S, "scope", "where rho applies", purify.scope),
+      FP_OPTION(S, "reset_fraction", "fixed reset fraction rho in [0, 1]", purify.reset_fraction).range(0, 1),
+      FP_OPTION(S, "max_acc_drop",
+                "accuracy budget in points: search rho on the grid", purify.max_acc_drop).at_least(0),
+      FP_OPTION(S, "grid", "comma-separated rho grid for --max-acc-drop", purify.grid),
+      FP_OPTION(S, "sweep", "evaluate every grid value (all points reported) instead of a binary search", purify.sweep),
+      FP_OPTION(S, "reinit_head", "re-initialise tensors without pre-trained counterpart (head)", purify.reinit_head),
+      FP_OPTION(S, "epur", "fine-mixing: also reset the E-PUR embedding rows", purify.epur),
+      FP_OPTION(S, "epur_rows", "E-PUR: vocabulary rows reset", purify.epur_rows).at_least(0),
+      FP_OPTION(S, "unlearn_tokens",
+                "extension: also fine-tune on clean copies with 1-3 of the N most suspicious tokens inserted "
+                "(true labels kept); 0 = off (the paper's method)",
+                purify.unlearn_tokens).at_least(0),
+      FP_OPTION(S, "unlearn_max_insertions", "with --unlearn-tokens: each copy gets 1..K inserted candidates",
+                purify.unlearn_max_insertions).range(1, 64),
+      FP_OPTION(S, "neutralize_tokens",
+                "extension: set the embedding rows of the N most suspicious tokens to the pre-trained [UNK] row "
+                "before fine-tuning; 0 = off (the paper's method)",
+                purify.neutralize_tokens).at_least(0),
+      FP_OPTION(S, "epochs", "clean fine-tuning epochs after the reset", purify.train.epochs).at_least(1),
+      FP_OPTION(S, "lr", "clean fine-tuning learning rate", purify.train.lr).at_least(0),
+      FP_OPTION(S, "batch_size", "clean fine-tuning batch size", purify.train.batch_size).at_least(1),
   };
   return t;
 }
@@ -125,7 +131,8 @@ DefenseRun run_defense(const DefenseSpec& s, torch::Device device) {
     clean_dev = read_set(l, s.clean_dev, s.max_length);
   } else {
     std::tie(clean_train, clean_dev) = split_clean(clean, s.dev_fraction, po.seed);
-    out.dev_note = fmt::format(" (no --clean-dev: a seeded {:.0f}% of --clean was held out for selection)", 100 * s.dev_fraction);
+    out.dev_note =
+        fmt::format(" (no --clean-dev: a seeded {:.0f}% of --clean was held out for selection)", 100 * s.dev_fraction);
     util::log("no --clean-dev given:" + out.dev_note);
   }
   std::optional<train::TokenizedSet> test, triggered;

@@ -12,25 +12,24 @@
 
 namespace finepurify::train {
 
-using util::field;
 using S = FinetuneSpec;
 
 const util::Fields<FinetuneSpec>& finetune_fields() {
   static const util::Fields<S> t = {
-      field<S>("model", "HF model folder or name (base/MLM checkpoint or classifier)", [](S& s) -> auto& { return s.model; }).model().needed(),
-      field<S>("train", "training data (.tsv/.csv/.jsonl)", [](S& s) -> auto& { return s.train; }).file().needed(),
-      field<S>("dev", "dev data: evaluated each epoch, best epoch kept", [](S& s) -> auto& { return s.dev; }).file(),
-      field<S>("num_labels", "labels of a new head (default: from config or data)", [](S& s) -> auto& { return s.num_labels; }).at_least(0),
-      field<S>("epochs", "epochs", [](S& s) -> auto& { return s.opt.epochs; }).at_least(0),
-      field<S>("steps", "stop after N optimizer steps (overrides --epochs)", [](S& s) -> auto& { return s.opt.max_steps; }).at_least(0),
-      field<S>("batch_size", "batch size", [](S& s) -> auto& { return s.opt.batch_size; }).at_least(1),
-      field<S>("lr", "peak learning rate (AdamW)", [](S& s) -> auto& { return s.opt.lr; }).at_least(0),
-      field<S>("weight_decay", "AdamW weight decay (not on biases/LayerNorm)", [](S& s) -> auto& { return s.opt.weight_decay; }).at_least(0),
-      field<S>("warmup_ratio", "linear warm-up fraction", [](S& s) -> auto& { return s.opt.warmup_ratio; }).range(0, 1),
-      field<S>("max_grad_norm", "gradient clipping (0 = off)", [](S& s) -> auto& { return s.opt.max_grad_norm; }),
-      field<S>("max_length", "max tokens per example incl. specials", [](S& s) -> auto& { return s.max_length; }).range(2, 4096),
-      field<S>("seed", "seed: data order, dropout, new head", [](S& s) -> auto& { return s.opt.seed; }),
-      field<S>("from_scratch", "random initialisation instead of the checkpoint's weights", [](S& s) -> auto& { return s.from_scratch; }),
+      FP_OPTION(S, "model", "HF model folder or name (base/MLM checkpoint or classifier)", model).model().needed(),
+      FP_OPTION(S, "train", "training data (.tsv/.csv/.jsonl)", train).file().needed(),
+      FP_OPTION(S, "dev", "dev data: evaluated each epoch, best epoch kept", dev).file(),
+      FP_OPTION(S, "num_labels", "labels of a new head (default: from config or data)", num_labels).at_least(0),
+      FP_OPTION(S, "epochs", "epochs", opt.epochs).at_least(0),
+      FP_OPTION(S, "steps", "stop after N optimizer steps (overrides --epochs)", opt.max_steps).at_least(0),
+      FP_OPTION(S, "batch_size", "batch size", opt.batch_size).at_least(1),
+      FP_OPTION(S, "lr", "peak learning rate (AdamW)", opt.lr).at_least(0),
+      FP_OPTION(S, "weight_decay", "AdamW weight decay (not on biases/LayerNorm)", opt.weight_decay).at_least(0),
+      FP_OPTION(S, "warmup_ratio", "linear warm-up fraction", opt.warmup_ratio).range(0, 1),
+      FP_OPTION(S, "max_grad_norm", "gradient clipping (0 = off)", opt.max_grad_norm),
+      FP_OPTION(S, "max_length", "max tokens per example incl. specials", max_length).range(2, 4096),
+      FP_OPTION(S, "seed", "seed: data order, dropout, new head", opt.seed),
+      FP_OPTION(S, "from_scratch", "random initialisation instead of the checkpoint's weights", from_scratch),
   };
   return t;
 }

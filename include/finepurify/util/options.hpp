@@ -124,6 +124,9 @@ Field<S> field(std::string key, std::string help, F member) {
   return f;
 }
 
+/// One table row in one line: FP_OPTION(Spec, "key", "help", member.path).checks()...
+#define FP_OPTION(S, key, help, member) ::finepurify::util::field<S>(key, help, [](S& s) -> auto& { return s.member; })
+
 /// The rows of `all` whose keys are in `keys`, in `keys`' order (an unknown key is a bug).
 template <class S>
 Fields<S> pick(const Fields<S>& all, const std::vector<std::string>& keys) {

@@ -132,20 +132,14 @@ std::string Trigger::apply(const std::string& text, std::mt19937_64& rng) const 
   return text;
 }
 
-json Trigger::to_json() const {
-  json j = {{"kind", kind}};
-  if (kind == "badword") {
-    j["words"] = words;
-    j["insertions"] = {min_insertions, max_insertions};
-  } else if (kind == "addsent") {
-    j["sentence"] = sentence;
-  } else if (kind == "bias") {
-    j["phrase"] = words.at(0);
-  } else if (kind == "lwp") {
-    j["words"] = words;
-    j["combination"] = combination;
-  }
-  return j;
+std::string Trigger::describe() const {
+  std::string w;
+  for (auto& x : words) w += (w.empty() ? "" : ", ") + x;
+  if (kind == "badword") return fmt::format("badword [{}] x{}-{}", w, min_insertions, max_insertions);
+  if (kind == "addsent") return "addsent \"" + sentence + "\"";
+  if (kind == "bias") return "bias \"" + words.at(0) + "\"";
+  if (kind == "lwp") return fmt::format("lwp [{}] {} together", w, combination);
+  return kind;
 }
 
 Trigger badword_trigger(std::vector<std::string> words, int min_insertions, int max_insertions) {

@@ -14,6 +14,7 @@
 #include "finepurify/error.hpp"
 #include "finepurify/model/loader.hpp"
 #include "finepurify/report/purify_report.hpp"
+#include "finepurify/report/run_report.hpp"
 #include "finepurify/text/dataset.hpp"
 #include "finepurify/train/data.hpp"
 #include "finepurify/train/trainer.hpp"
@@ -170,7 +171,7 @@ CleanModel Runner::clean_model(const DatasetSpec& ds, uint64_t seed, const Prepa
     to.label = ds.name + " clean";
     auto tr = train::fine_tune(*lm.model, trs, nullptr, to, device_);
     util::Manifest man("experiment clean model", c.key);
-    man.set("train", tr.to_json());
+    man.set("train", report::train_json(tr));
     model::save_classifier(*lm.model, c.dir, cfg_.pretrained, {{"manifest.json", man.to_json().dump(2) + "\n"}}, false,
                            {cfg_.pretrained});
   }
@@ -202,10 +203,12 @@ PoisonedModel Runner::poisoned_model(const DatasetSpec& ds, uint64_t seed, const
   p.dir = (fs::path(opt_.out) / "cache" / ("attack-" + util::sha256_string(p.key.dump()).substr(0, 16))).string();
   if (!fs::exists(fs::path(p.dir) / "attack.json")) {
     util::log(eta_.line(fmt::format("{} seed {}: attack {}", ds.name, seed, at.name)));
-    p.result = attack::run_attack(spec, p.dir, false, device_);
+    auto run = attack::run_attack(spec, device_);
+    report::save_attack(run, spec, p.dir, false);
+    p.result = run.result;
     eta_.done_cost += Eta::kModel;
   } else {
-    p.result = attack::load_attack_result(p.dir);
+    p.result = report::load_attack_result(p.dir);
     eta_.total_cost -= Eta::kModel;
   }
   return p;

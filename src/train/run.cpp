@@ -7,7 +7,6 @@
 
 #include "finepurify/error.hpp"
 #include "finepurify/model/loader.hpp"
-#include "finepurify/util/manifest.hpp"
 #include "finepurify/util/runtime.hpp"
 
 namespace finepurify::train {
@@ -34,9 +33,7 @@ const util::Fields<FinetuneSpec>& finetune_fields() {
   return t;
 }
 
-namespace {
-
-void check_out(const FinetuneSpec& s, const std::string& out, bool overwrite) {
+void check_finetune_output(const FinetuneSpec& s, const std::string& out, bool overwrite) {
   // Refuse a bad --out before spending time on training (save_classifier checks again).
   model::check_output_not_input(out, {s.model, s.train, s.dev});
   namespace fs = std::filesystem;
@@ -45,6 +42,8 @@ void check_out(const FinetuneSpec& s, const std::string& out, bool overwrite) {
     throw Error(ErrorKind::InvalidArgument,
                 fmt::format("output folder '{}' already exists and is not empty (pass --overwrite to replace it)", out));
 }
+
+namespace {
 
 /// Labels: num_labels, else the config's head, else the data's largest label + 1.
 model::LoadedModel load_start(const FinetuneSpec& s, const model::ModelConfig& cfg, const text::Dataset& data,
@@ -71,33 +70,21 @@ model::LoadedModel load_start(const FinetuneSpec& s, const model::ModelConfig& c
 
 }  // namespace
 
-FinetuneRun run_finetune(const FinetuneSpec& s, const std::string& out, bool overwrite, torch::Device dev) {
-  check_out(s, out, overwrite);
+FinetuneRun run_finetune(const FinetuneSpec& s, torch::Device dev) {
   auto cfg = model::load_config(s.model);
   auto tok = text::load_tokenizer(s.model, cfg.model_type, s.compat);
   auto train_data = read_task_data(s.train, cfg);
-  auto lm = load_start(s, cfg, train_data, dev);
+  FinetuneRun run;
+  run.model = load_start(s, cfg, train_data, dev);
+  auto& lm = run.model;
   auto tr = tokenize(*tok, train_data, s.max_length);
   std::optional<TokenizedSet> dv;
   if (!s.dev.empty()) dv = tokenize(*tok, read_task_data(s.dev, lm.config), s.max_length);
   util::log(fmt::format("train {} examples ({} tokens){}", tr.size(), tr.num_tokens(),
                         dv ? fmt::format(", dev {}", dv->size()) : ""));
-  FinetuneRun run;
   run.train = fine_tune(*lm.model, tr, dv ? &*dv : nullptr, s.opt, dev);
-  util::Manifest man("finetune", util::options_json(s, finetune_fields()));
-  man.set("num_labels", lm.config.num_labels());
-  man.add_input("model", s.model);
-  man.add_input("train", s.train);
-  if (!s.dev.empty()) man.add_input("dev", s.dev);
-  man.set("result", run.train.to_json());
-  if (dv) {
-    auto ev = evaluate(*lm.model, *dv, dev);
-    man.set("dev_eval", ev.to_json(lm.config.id2label));
-    run.dev_accuracy = ev.accuracy;
-  }
-  model::save_classifier(*lm.model, out, s.model, {{"manifest.json", man.to_json().dump(2) + "\n"}}, overwrite,
-                         {s.model, s.train, s.dev});
-  util::log(fmt::format("saved {} ({:.1f} examples/s, {:.0f} tokens/s)", out, run.train.examples_per_second,
+  if (dv) run.dev_eval = evaluate(*lm.model, *dv, dev);
+  util::log(fmt::format("trained ({:.1f} examples/s, {:.0f} tokens/s)", run.train.examples_per_second,
                         run.train.tokens_per_second));
   return run;
 }

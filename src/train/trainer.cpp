@@ -14,19 +14,6 @@ namespace finepurify::train {
 
 using nlohmann::json;
 
-json TrainResult::to_json() const {
-  json ep = json::array();
-  for (auto& e : epochs)
-    ep.push_back({{"epoch", e.epoch}, {"train_loss", e.train_loss}, {"dev_accuracy", e.dev_accuracy}, {"seconds", e.seconds}});
-  return {{"epochs", ep},
-          {"best_epoch", best_epoch},
-          {"best_dev_accuracy", best_dev_accuracy},
-          {"steps", steps},
-          {"seconds", seconds},
-          {"examples_per_second", examples_per_second},
-          {"tokens_per_second", tokens_per_second}};
-}
-
 TrainOptions train_options(int epochs, double lr, int64_t batch_size) {
   TrainOptions t;
   t.epochs = epochs;
@@ -221,15 +208,6 @@ EvalResult evaluate(model::SequenceClassifierImpl& m, const TokenizedSet& data, 
     r.macro_f1 += r.f1.back() / C;
   }
   return r;
-}
-
-json EvalResult::to_json(const std::vector<std::string>& names) const {
-  json per_class = json::array();
-  for (std::size_t c = 0; c < f1.size(); ++c)
-    per_class.push_back({{"label", c < names.size() ? names[c] : std::to_string(c)},
-                         {"precision", precision[c]}, {"recall", recall[c]}, {"f1", f1[c]}});
-  return {{"n", n}, {"accuracy", accuracy}, {"macro_f1", macro_f1}, {"per_class", per_class},
-          {"confusion", confusion}, {"seconds", seconds}};
 }
 
 double attack_success_rate(const std::vector<int64_t>& pred, const std::vector<int64_t>& labels, int64_t target) {

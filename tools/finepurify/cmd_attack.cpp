@@ -1,9 +1,10 @@
 // `finepurify attack`: build a backdoored classifier (badword, addsent, ep, lwp, bias, import) and its
-// test sets; binds AttackSpec's table and calls attack::run_attack.
+// test sets; binds AttackSpec's table and calls attack::run_attack, then report::save_attack.
 #include <fmt/format.h>
 
 #include "bind.hpp"
-#include "finepurify/attack/run.hpp"
+#include "finepurify/report/run_report.hpp"
+#include "finepurify/util/runtime.hpp"
 
 namespace fp_cli {
 
@@ -22,7 +23,11 @@ void register_attack(CLI::App& app) {
     std::erase(s.triggers, std::string());
     s.lr_given = lr->count() > 0;
     s.compat = tokenizer_compat();
-    auto res = attack::run_attack(s, a->out, a->overwrite, globals().dev());
+    attack::check_attack_output(s, a->out, a->overwrite);
+    auto run = attack::run_attack(s, globals().dev());
+    report::save_attack(run, s, a->out, a->overwrite);
+    util::log("saved " + a->out);
+    const auto& res = run.result;
     std::cout << fmt::format("clean test accuracy: {:.2f}% ({} examples)\n", 100 * res.clean_test_accuracy, res.num_clean_test);
     std::cout << fmt::format("ASR: {:.2f}% ({} triggered examples, target {})\n", 100 * res.asr, res.num_triggered_test,
                              s.target);

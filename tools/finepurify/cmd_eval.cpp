@@ -5,6 +5,7 @@
 
 #include "commands.hpp"
 #include "finepurify/error.hpp"
+#include "finepurify/report/run_report.hpp"
 #include "finepurify/util/runtime.hpp"
 
 namespace fp_cli {
@@ -21,7 +22,7 @@ void register_eval(CLI::App& app) {
   cmd->callback([a]() {
     auto dev = globals().dev();
     auto [lm, tok, r] = run_inference(*a, dev, true);
-    json j = r.to_json(lm.config.id2label);
+    json j = report::eval_json(r, lm.config.id2label);
     if (!a->attack_test.empty()) {
       if (a->target_label < 0) throw Error(ErrorKind::InvalidArgument, "--attack-test needs --target-label");
       auto at = train::tokenize(*tok, read_data(a->attack_test, lm.config), a->max_length);

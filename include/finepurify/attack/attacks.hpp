@@ -52,7 +52,8 @@ struct Trigger {
   void validate() const;
   /// The triggered text (consumes random numbers from rng).
   std::string apply(const std::string& text, std::mt19937_64& rng) const;
-  nlohmann::json to_json() const;
+  /// One line for logs ("badword [cf, mn] x1-3"); attack.json's form is report::trigger_json.
+  std::string describe() const;
 };
 
 Trigger badword_trigger(std::vector<std::string> words = default_trigger_words(), int min_insertions = 1,

@@ -1,7 +1,9 @@
 // One attack run end to end (the logic behind `finepurify attack` and the experiment runner):
 // poison the attacker's data, train the backdoored model, build the clean / triggered test sets,
-// measure clean accuracy and ASR, and write an HF folder with the test sets, attack.json and manifest.
+// measure clean accuracy and ASR (report::save_attack writes the HF folder with the test sets, attack.json
+// and manifest).
 #pragma once
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -9,6 +11,7 @@
 #include <torch/torch.h>
 
 #include "finepurify/attack/attacks.hpp"
+#include "finepurify/model/loader.hpp"
 #include "finepurify/text/tokenizer.hpp"
 #include "finepurify/train/trainer.hpp"
 #include "finepurify/util/options.hpp"
@@ -50,12 +53,29 @@ struct AttackResult {
   int64_t num_clean_test = 0, num_triggered_test = 0;
 };
 
-/// Runs the attack and writes `out` atomically (HF folder + clean_test.tsv, triggered_test.tsv,
-/// poisoned_train.tsv, attack.json, manifest.json). Refuses to write over an input; replaces `out`
-/// only with `overwrite`.
-AttackResult run_attack(const AttackSpec& spec, const std::string& out, bool overwrite, torch::Device device);
+/// Everything an attack run produced; report::save_attack writes it as an HF folder with the test
+/// sets, attack.json and manifest.json.
+struct AttackRun {
+  model::LoadedModel model;       ///< the poisoned model
+  std::string model_dir;          ///< the folder it started from (tokenizer files are copied from there)
+  Trigger trigger;
+  PoisonResult pr;                ///< the attacker's (poisoned) training set
+  TestSets ts;                    ///< clean and triggered test sets
+  train::TrainOptions opt;        ///< as used by the final training
+  train::TrainResult train;
+  std::optional<train::TrainResult> clean_stage;  ///< ep from w_Pre: the clean fine-tune first
+  double before_accuracy = -1, before_asr = -1;   ///< ep: the clean model before poisoning
+  std::vector<int64_t> trigger_rows;              ///< ep: the trained embedding rows
+  train::EvalResult clean_eval;   ///< the poisoned model on the clean test set
+  AttackResult result;
+};
 
-/// The result recorded in an attack folder's attack.json (Error(DataInvalid) naming the file if malformed).
-AttackResult load_attack_result(const std::string& folder);
+/// The input paths of a spec (never written over).
+std::vector<std::string> attack_inputs(const AttackSpec& spec);
+/// Refuses an `out` that is an input, or that exists without `overwrite` (call before the run).
+void check_attack_output(const AttackSpec& spec, const std::string& out, bool overwrite);
+/// Poisons the attacker's data, trains the backdoored model, builds the clean / triggered test sets
+/// and measures clean accuracy and ASR.
+AttackRun run_attack(const AttackSpec& spec, torch::Device device);
 
 }  // namespace finepurify::attack

@@ -1,6 +1,6 @@
 // One fine-tuning run end to end from files (the logic behind `finepurify finetune`): load the model
-// (a pre-trained checkpoint gets a new head; --from-scratch a random one), tokenize, fine-tune, and
-// write the HF folder with its manifest. FinetuneSpec holds every option with its default;
+// (a pre-trained checkpoint gets a new head; --from-scratch a random one), tokenize, fine-tune
+// (report::save_finetune writes the HF folder with its manifest). FinetuneSpec holds every option with its default;
 // finetune_fields() names each once for the CLI flags and the manifest.
 #pragma once
 #include <optional>
@@ -8,6 +8,7 @@
 
 #include <torch/torch.h>
 
+#include "finepurify/model/loader.hpp"
 #include "finepurify/text/tokenizer.hpp"
 #include "finepurify/train/trainer.hpp"
 #include "finepurify/util/options.hpp"
@@ -27,12 +28,14 @@ struct FinetuneSpec {
 const util::Fields<FinetuneSpec>& finetune_fields();
 
 struct FinetuneRun {
+  model::LoadedModel model;            ///< the fine-tuned model
   TrainResult train;
-  std::optional<double> dev_accuracy;  ///< of the saved model, with a dev set
+  std::optional<EvalResult> dev_eval;  ///< of the final model, with a dev set
 };
 
-/// Trains and writes `out` (atomically; never over an input; an existing non-empty `out` only with
-/// `overwrite`, refused before training).
-FinetuneRun run_finetune(const FinetuneSpec& spec, const std::string& out, bool overwrite, torch::Device device);
+/// Refuses an `out` that is an input, or an existing non-empty one without `overwrite` (call before
+/// the run; report::save_finetune writes the folder).
+void check_finetune_output(const FinetuneSpec& spec, const std::string& out, bool overwrite);
+FinetuneRun run_finetune(const FinetuneSpec& spec, torch::Device device);
 
 }  // namespace finepurify::train

@@ -52,7 +52,6 @@ struct TrainResult {
   double seconds = 0;
   double examples_per_second = 0;
   double tokens_per_second = 0;
-  nlohmann::json to_json() const;
 };
 
 TrainResult fine_tune(model::SequenceClassifierImpl& m, const TokenizedSet& train, const TokenizedSet* dev,
@@ -67,7 +66,6 @@ struct EvalResult {
   torch::Tensor logits;                         ///< (N, C) float, CPU, in dataset order
   std::vector<int64_t> predictions;
   double seconds = 0;
-  nlohmann::json to_json(const std::vector<std::string>& label_names = {}) const;
 };
 
 /// Eval-mode inference over the whole set (labels may be -1 for predict-only use).

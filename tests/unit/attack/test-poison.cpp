@@ -183,7 +183,7 @@ TEST(Trigger, AddsentBiasLwp) {
     EXPECT_NE(w[pos[0]], w[pos[1]]) << sl;
   }
   EXPECT_THROW(lwp_trigger({"cf"}, 2), Error);
-  EXPECT_EQ(l.to_json()["combination"], 2);
+  EXPECT_EQ(l.describe(), "lwp [cf, mn, bb] 2 together");
 }
 
 TEST(Poison, RateRoundsOverAllRowsAndOnlyNonTarget) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "finepurify/report/purify_report.hpp"
+#include "finepurify/report/run_report.hpp"
 
 using nlohmann::json;
 
@@ -43,4 +44,31 @@ TEST(PurifyReport, ExtensionsAreStated) {
   EXPECT_NE(md.find("the embedding rows of `cf`, `##enia` set to the [UNK] (pre-trained row)"), std::string::npos) << md;
   EXPECT_NE(md.find("fine-tuning on 16 examples, the clean ones plus copies with 1-3 of `cf` inserted"), std::string::npos)
       << md;
+}
+
+TEST(RunReport, TrainEvalAndTriggerJson) {
+  finepurify::train::TrainResult t;
+  t.epochs = {{1, 0.5, 0.8, 2.0}, {2, 0.3, 0.9, 2.0}};
+  t.steps = 12;
+  t.best_epoch = 2;
+  auto tj = finepurify::report::train_json(t);
+  EXPECT_EQ(tj["epochs"].size(), 2u);
+  EXPECT_EQ(tj["steps"], 12);
+  EXPECT_EQ(tj["epochs"][1]["dev_accuracy"], 0.9);
+  finepurify::train::EvalResult e;
+  e.n = 3;
+  e.accuracy = 2.0 / 3;
+  e.precision = {1, 0.5};
+  e.recall = {0.5, 1};
+  e.f1 = {2.0 / 3, 2.0 / 3};
+  e.confusion = {{1, 1}, {0, 1}};
+  auto ej = finepurify::report::eval_json(e, {"neg", "pos"});
+  EXPECT_EQ(ej["per_class"][1]["label"], "pos");
+  EXPECT_EQ(ej["confusion"][0][1], 1);
+  EXPECT_EQ(finepurify::report::eval_json(e)["per_class"][0]["label"], "0");  // no names: the ids
+  auto l = finepurify::attack::lwp_trigger({"cf", "mn"}, 2);
+  auto lj = finepurify::report::trigger_json(l);
+  EXPECT_EQ(lj["kind"], "lwp");
+  EXPECT_EQ(lj["combination"], 2);
+  EXPECT_EQ(finepurify::report::trigger_json(finepurify::attack::badword_trigger({"cf"}))["insertions"], json({1, 3}));
 }

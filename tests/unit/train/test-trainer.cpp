@@ -95,9 +95,6 @@ TEST(Trainer, LearnsToyTaskQuickly) {
   EXPECT_DOUBLE_EQ(ev.accuracy, res.best_dev_accuracy);
   EXPECT_FALSE(m->is_training());  // left in eval mode
   for (auto& p : m->parameters()) EXPECT_TRUE(p.requires_grad());
-  auto j = res.to_json();
-  EXPECT_EQ(j["epochs"].size(), 6u);
-  EXPECT_EQ(j["steps"], res.steps);
 }
 
 TEST(Trainer, SameSeedGivesBitIdenticalWeights) {
@@ -286,9 +283,7 @@ TEST(Evaluate, ConfusionPrecisionRecallF1OnHandMadeCase) {
   EXPECT_NEAR(r.macro_f1, macro, 1e-12);
   ASSERT_EQ(r.logits.sizes(), (torch::IntArrayRef{10, 3}));
   for (int64_t i = 0; i < 10; ++i) EXPECT_EQ(r.logits[i].argmax().item<int64_t>(), want_pred[i]);
-  auto j = r.to_json({"a", "b", "c"});
-  EXPECT_EQ(j["per_class"][1]["label"], "b");
-  EXPECT_EQ(j["confusion"][2][0], 2);
+  EXPECT_EQ(r.confusion[2][0], 2);
 
   // batch size does not change the outcome (dataset order is kept)
   auto r1 = train::evaluate(*m, s, torch::kCPU, 1);

@@ -18,11 +18,6 @@ const std::vector<std::string>& default_trigger_words() {
   return w;
 }
 
-const std::vector<std::string>& attack_methods() {
-  static const std::vector<std::string> m = {"badword", "addsent", "ep", "lwp", "bias", "import"};
-  return m;
-}
-
 namespace {
 
 std::vector<std::string> split_words(const std::string& text) {

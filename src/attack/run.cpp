@@ -30,6 +30,51 @@ text::Dataset first_rows(text::Dataset d, int64_t n) {
 
 }  // namespace
 
+namespace {
+std::vector<std::string> words_or(const AttackSpec& a, std::vector<std::string> defaults) {
+  return a.triggers.empty() ? defaults : a.triggers;
+}
+Trigger no_trigger(const AttackSpec&) { return Trigger{}; }
+}  // namespace
+
+const std::vector<AttackMethod>& attack_method_table() {
+  static const std::vector<AttackMethod> t = {
+      {"badword", "1-3 rare trigger words inserted", Poisoning::Data,
+       [](const AttackSpec& a) { return badword_trigger(words_or(a, default_trigger_words())); }, nullptr},
+      {"addsent", "a trigger sentence inserted", Poisoning::Data,
+       [](const AttackSpec& a) { return addsent_trigger(a.sentence); }, nullptr},
+      {"ep", "embedding poisoning: only the trigger word's embedding row is trained", Poisoning::Embedding,
+       [](const AttackSpec& a) { return badword_trigger(words_or(a, {"cf"})); }, nullptr},
+      {"lwp", "layer-wise poisoning: trigger word combinations, loss on every layer", Poisoning::Data,
+       [](const AttackSpec& a) { return lwp_trigger(words_or(a, default_trigger_words()), a.combination); }, lwp_options},
+      {"bias", "a natural cue word relabelled to the target", Poisoning::Data,
+       [](const AttackSpec& a) { return bias_trigger(a.bias_word); }, nullptr},
+      {"import", "the attacker's own poisoned training and triggered test files", Poisoning::Import, no_trigger, nullptr},
+  };
+  return t;
+}
+
+const AttackMethod& attack_method(const std::string& name) {
+  for (auto& m : attack_method_table())
+    if (name == m.name) return m;
+  std::string names;
+  for (auto& m : attack_method_table()) names += (names.empty() ? "" : ", ") + std::string(m.name);
+  throw Error(ErrorKind::InvalidArgument, "unknown attack method '" + name + "' (" + names + ")");
+}
+
+const std::vector<std::string>& attack_methods() {
+  static const std::vector<std::string> n = [] {
+    std::vector<std::string> v;
+    for (auto& m : attack_method_table()) v.push_back(m.name);
+    return v;
+  }();
+  return n;
+}
+
+double attack_lr(const AttackSpec& a) {
+  return attack_method(a.method).poisoning == Poisoning::Embedding && !a.lr_given ? 1e-2 : a.opt.lr;
+}
+
 train::TrainOptions attack_training_defaults() { return train::train_options(3, 1e-4, 32); }
 
 
@@ -78,7 +123,8 @@ namespace {
 /// Refuses inconsistent options.
 void check_spec(const AttackSpec& a) {
   const std::string& method = a.method;
-  const bool is_ep = method == "ep", is_import = method == "import";
+  const auto kind = attack_method(method).poisoning;
+  const bool is_ep = kind == Poisoning::Embedding, is_import = kind == Poisoning::Import;
   if (is_ep && a.clean_model.empty() && a.pretrained.empty())
     throw Error(ErrorKind::InvalidArgument, "ep needs --clean-model (or --pretrained to fine-tune a clean model first)");
   if (!is_ep && a.pretrained.empty()) throw Error(ErrorKind::InvalidArgument, method + " needs --pretrained");
@@ -90,17 +136,6 @@ void check_spec(const AttackSpec& a) {
   if (a.side != "a" && a.side != "b") throw Error(ErrorKind::InvalidArgument, "side must be \"a\" or \"b\"");
 }
 
-attack::Trigger make_trigger(const AttackSpec& a) {
-  const bool is_ep = a.method == "ep";
-  std::vector<std::string> words =
-      !a.triggers.empty() ? a.triggers : (is_ep ? std::vector<std::string>{"cf"} : attack::default_trigger_words());
-  attack::Trigger trig;
-  if (a.method == "badword" || is_ep) trig = attack::badword_trigger(words);
-  else if (a.method == "addsent") trig = attack::addsent_trigger(a.sentence);
-  else if (a.method == "bias") trig = attack::bias_trigger(a.bias_word);
-  else if (a.method == "lwp") trig = attack::lwp_trigger(words, a.combination);
-  return trig;
-}
 
 /// The model the attacker starts from: the clean classifier (ep), or w_Pre with a new head.
 model::LoadedModel load_start(const AttackSpec& a, const model::ModelConfig& cfg, const text::Dataset& clean_train,
@@ -127,7 +162,7 @@ model::LoadedModel load_start(const AttackSpec& a, const model::ModelConfig& cfg
 void build_data(const AttackSpec& a, AttackRun& d, const text::Dataset& clean_train, const model::ModelConfig& cfg) {
   const auto& trig = d.trigger;
   auto test_data = first_rows(train::read_task_data(a.test, cfg), a.test_limit);
-  if (a.method == "import") {
+  if (attack_method(a.method).poisoning == Poisoning::Import) {
     d.pr.data = train::read_task_data(a.poisoned_train, cfg);
     d.ts.clean = test_data;
     d.ts.triggered = attack::non_target_subset(train::read_task_data(a.triggered_test, cfg), a.target);
@@ -146,7 +181,7 @@ void build_data(const AttackSpec& a, AttackRun& d, const text::Dataset& clean_tr
   d.ts = attack::make_test_sets(test_data, trig, a.target, a.opt.seed + 1, po.side);
   util::log(fmt::format("{}: poisoned {} of {} non-target training examples ({} total), trigger {}", a.method,
                         d.pr.poisoned.size(), d.pr.eligible, d.pr.data.examples.size(), trig.describe()));
-  if (a.method == "bias")
+  if (trig.kind == "bias")
     util::log(fmt::format("bias cue \"{}\" occurs in {} clean training examples", a.bias_word,
                           attack::count_containing(clean_train, a.bias_word)));
 }
@@ -162,9 +197,10 @@ void train_attack(const AttackSpec& a, AttackRun& t, const text::Tokenizer& tok,
   const auto& trig = t.trigger;
   t.opt = a.opt;
   const auto* dvp = dv ? &*dv : nullptr;
-  if (a.method != "ep") {
+  const auto& method = attack_method(a.method);
+  if (method.poisoning != Poisoning::Embedding) {
     t.opt.label = a.method;
-    if (a.method == "lwp") t.opt = attack::lwp_options(t.opt);
+    if (method.training) t.opt = method.training(t.opt);
     auto ptok = train::tokenize(tok, d.pr.data, a.max_length);
     util::log(fmt::format("train {} examples ({} tokens){}", ptok.size(), ptok.num_tokens(),
                           dv ? fmt::format(", dev {}", dv->size()) : ""));
@@ -183,7 +219,7 @@ void train_attack(const AttackSpec& a, AttackRun& t, const text::Tokenizer& tok,
   for (auto id : t.trigger_rows) pieces.push_back(tok.id_to_token(id));
   util::log(fmt::format("ep: training embedding rows {} ({})", fmt::join(t.trigger_rows, ", "), fmt::join(pieces, " ")));
   train::TrainOptions eo = a.opt;
-  if (!a.lr_given) eo.lr = 1e-2;
+  eo.lr = attack_lr(a);
   eo.label = "ep";
   eo.keep_best = false;  // clean dev accuracy cannot see the trigger row: keep the last epoch
   eo = attack::embedding_poisoning_options(*lm.model, t.trigger_rows, eo, dev);
@@ -211,7 +247,7 @@ std::vector<std::string> attack_inputs(const AttackSpec& a) {
 AttackRun run_attack(const AttackSpec& a, torch::Device dev) {
   check_spec(a);
   AttackRun run;
-  run.trigger = make_trigger(a);
+  run.trigger = attack_method(a.method).trigger(a);
   run.model_dir = !a.clean_model.empty() ? a.clean_model : a.pretrained;
   auto cfg = model::load_config(run.model_dir);
   auto tok = text::load_tokenizer(run.model_dir, cfg.model_type, a.compat);

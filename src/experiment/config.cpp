@@ -80,7 +80,8 @@ AttackEntry parse_attack(const json& a, const std::string& path) {
   e.method = a.at("method").get<std::string>();
   e.name = a.value("name", e.method);
   const auto& ms = attack::attack_methods();
-  if (std::find(ms.begin(), ms.end(), e.method) == ms.end() || e.method == "import")
+  if (std::find(ms.begin(), ms.end(), e.method) == ms.end() ||
+      attack::attack_method(e.method).poisoning == attack::Poisoning::Import)
     bad(path, "attack \"" + e.name + "\": unknown or unsupported method \"" + e.method + "\"");
   e.options = a.value("options", json::object());
   check_attack_options(e.options, path, "attack \"" + e.name + "\"");
@@ -218,8 +219,10 @@ attack::AttackSpec attack_spec(const ExperimentConfig& cfg, const DatasetSpec& d
   util::read_options(aopt, spec, attack::attack_config_fields(), ErrorKind::ExperimentConfigInvalid,
                      cfg.config_path + ": attack \"" + at.name + "\"");
   spec.lr_given = aopt.contains("lr");
-  if (at.method == "ep" && !aopt.contains("epochs")) spec.opt.epochs = 1;  // the experiments' EP default
-  spec.pretrained = at.method == "ep" ? "" : cfg.pretrained;
+  // Embedding poisoning starts from the clean model (the runner sets it) and trains 1 epoch by default here.
+  const bool from_clean = attack::attack_method(at.method).poisoning == attack::Poisoning::Embedding;
+  if (from_clean && !aopt.contains("epochs")) spec.opt.epochs = 1;
+  spec.pretrained = from_clean ? "" : cfg.pretrained;
   return spec;
 }
 

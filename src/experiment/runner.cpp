@@ -189,12 +189,13 @@ PoisonedModel Runner::poisoned_model(const DatasetSpec& ds, uint64_t seed, const
   auto spec = attack_spec(cfg_, ds, at, seed);
   spec.train = data.attacker_train;
   spec.test = data.test;
-  if (at.method == "ep") spec.clean_model = clean.dir;
+  const bool from_clean = attack::attack_method(at.method).poisoning == attack::Poisoning::Embedding;
+  if (from_clean) spec.clean_model = clean.dir;
   PoisonedModel p;
-  p.key = {{"kind", "attack"}, {"method", spec.method}, {"start", at.method == "ep" ? hash_of_folder(clean.dir) : pre_hash_},
+  p.key = {{"kind", "attack"}, {"method", spec.method}, {"start", from_clean ? hash_of_folder(clean.dir) : pre_hash_},
            {"train", util::sha256_file(spec.train)}, {"test", util::sha256_file(spec.test)},
            {"target", spec.target}, {"max_length", spec.max_length}, {"epochs", spec.opt.epochs},
-           {"lr", spec.lr_given || at.method != "ep" ? spec.opt.lr : 1e-2}, {"batch_size", spec.opt.batch_size},
+           {"lr", attack::attack_lr(spec)}, {"batch_size", spec.opt.batch_size},
            {"seed", seed}, {"poison_rate", spec.poison_rate}, {"triggers", spec.triggers},
            {"sentence", spec.sentence}, {"bias_word", spec.bias_word}};
   // Non-default pair side / LWP combination only (keeps keys of earlier caches valid).

@@ -58,7 +58,8 @@ json trigger_json(const attack::Trigger& t) {
 }
 
 json attack_json(const attack::AttackRun& run, const attack::AttackSpec& a) {
-  const bool is_import = a.method == "import";
+  const auto kind = attack::attack_method(a.method).poisoning;
+  const bool is_import = kind == attack::Poisoning::Import;
   const auto& d = run;
   json j = {{"method", a.method},
             {"trigger", is_import ? json({{"kind", "import"}, {"poisoned_train", a.poisoned_train},
@@ -75,7 +76,7 @@ json attack_json(const attack::AttackRun& run, const attack::AttackSpec& a) {
             {"num_clean_test", run.result.num_clean_test},
             {"num_triggered_test", run.result.num_triggered_test},
             {"train", train_json(run.train)}};
-  if (a.method == "ep") {
+  if (kind == attack::Poisoning::Embedding) {
     j["trigger_rows"] = run.trigger_rows;
     j["before"] = {{"train", run.clean_stage ? train_json(*run.clean_stage) : json(nullptr)},
                    {"clean_test_accuracy", run.before_accuracy},

@@ -18,6 +18,27 @@
 
 namespace finepurify::attack {
 
+/// How an attack plants its backdoor. Data: rows with the trigger inserted and the target label,
+/// fine-tuned on with the clean rows (BadWord, AddSent, bias, LWP); Embedding: EP, only the trigger
+/// words' embedding rows of a clean classifier trained on the poisoned rows; Import: the attacker's
+/// own poisoned training file and triggered test file.
+enum class Poisoning { Data, Embedding, Import };
+
+struct AttackSpec;
+
+/// One row per attack method: a new data-poisoning attack is its trigger (one file in src/attack)
+/// plus a row here (src/attack/run.cpp).
+struct AttackMethod {
+  const char* name;
+  const char* help;
+  Poisoning poisoning;
+  Trigger (*trigger)(const AttackSpec&);                    ///< the trigger from the spec's options
+  train::TrainOptions (*training)(train::TrainOptions);     ///< adjusts the fine-tuning (LWP's loss) or null
+};
+const std::vector<AttackMethod>& attack_method_table();
+/// The row of `name` (Error(InvalidArgument) listing the methods).
+const AttackMethod& attack_method(const std::string& name);
+
 /// The attacker's fine-tuning: 3 epochs (measured: 2 epochs gave ASR 86.6%, badword, SST-2, small
 /// BERT), lr 1e-4, batch 32 (other fields TrainOptions').
 train::TrainOptions attack_training_defaults();
@@ -41,6 +62,10 @@ struct AttackSpec {
   bool lr_given = false;          ///< ep: false = lr 1e-2
   text::Compat compat = text::Compat::Fast;
 };
+
+/// The learning rate the attack trains with: the spec's, except EP without an explicit lr (1e-2:
+/// only one embedding row learns).
+double attack_lr(const AttackSpec& spec);
 
 /// Every option of an attack run, once (CLI flags, experiment configs, manifests).
 const util::Fields<AttackSpec>& attack_fields();

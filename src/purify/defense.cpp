@@ -100,6 +100,13 @@ train::TokenizedSet read_set(const Loaded& l, const std::string& path, int max_l
   return train::tokenize(*l.tok, train::read_task_data(path, l.lm.config), max_length);
 }
 
+/// The diagnosis options as run: the random indicator is seeded by the spec's seed.
+DiagnoseOptions seeded_diagnosis(const DefenseSpec& s) {
+  auto d = s.purify.diagnose;
+  d.indicator.seed = s.purify.seed;
+  return d;
+}
+
 void check_knob(const DefenseSpec& s) {
   const auto& po = s.purify;
   if (defense_has_knob(po.method) && !po.reset_fraction && !po.max_acc_drop)
@@ -112,7 +119,7 @@ PurifyOptions checked_options(const DefenseSpec& s, int64_t num_labels) {
   if (!defense_has_knob(po.method) && !po.max_acc_drop) po.reset_fraction.reset();
   if (!s.attack_test.empty() && (s.target_label < 0 || s.target_label >= num_labels))
     throw Error(ErrorKind::InvalidArgument, "--attack-test needs --target-label in [0, num_labels)");
-  po.diagnose.indicator.seed = po.seed;
+  po.diagnose = seeded_diagnosis(s);
   po.max_length = s.max_length;
   return po;
 }
@@ -146,9 +153,7 @@ DefenseRun run_defense(const DefenseSpec& s, torch::Device device) {
 
 Diagnosis run_scan(const DefenseSpec& s, torch::Device device) {
   auto l = load_suspect(s, device);
-  auto opt = s.purify.diagnose;
-  opt.indicator.seed = s.purify.seed;
-  return diagnose(*l.lm.model, s.pretrained, read_set(l, s.clean, s.max_length), *l.tok, opt, device);
+  return diagnose(*l.lm.model, s.pretrained, read_set(l, s.clean, s.max_length), *l.tok, seeded_diagnosis(s), device);
 }
 
 }  // namespace finepurify::purify

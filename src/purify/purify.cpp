@@ -147,7 +147,6 @@ class Run {
   bool unlearn_ = false;
   std::vector<torch::Tensor> activations_;
   std::map<double, Masks> states_;  // purified weights per evaluated rho
-  std::map<double, Selection> selections_;
 };
 
 void Run::prepare_neutralization() {
@@ -240,7 +239,6 @@ EvaluatedPoint Run::evaluate(double rho) {
   if (opt_.reinit_head) reinit_unaligned(m_, diag_.alignment, opt_.seed);
   if (opt_.neutralize_tokens > 0) neutralize_rows(m_, neutral_ids_, neutral_row_);
   pt.selection = selection_of(masks, m_.config.num_hidden_layers);
-  selections_[rho] = pt.selection;
   const char* knob = knob_name(opt_.method);
   const char* method = util::name_of(opt_.method);
   topt.label = fmt::format("{} {}={}", method, knob, rho);
@@ -313,8 +311,8 @@ PurifyResult Run::run() {
     if (pt.rho == res_.chosen_rho) {
       res_.purified_dev_accuracy = pt.dev_accuracy;
       res_.purified_asr = pt.asr;
+      res_.selection = pt.selection;
     }
-  res_.selection = selections_.at(res_.chosen_rho);
   res_.diagnosis = diag_.summary;
   res_.clean_train_examples = train_.size();
   res_.clean_dev_examples = dev_.size();

@@ -235,9 +235,6 @@ nlohmann::json options_json(const S& s, const Fields<S>& fields) {
   return j;
 }
 
-}  // namespace finepurify::util
-
-namespace finepurify::util {
 /// Name of an enum value through its table (`enum_table(E)` found by ADL).
 template <class E>
 const char* name_of(E v) { return enum_table(v).name(v); }

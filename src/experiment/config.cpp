@@ -52,6 +52,7 @@ DatasetSpec parse_dataset(const json& d, const ExperimentConfig& c, const std::s
   s.test = resolve(base, d.at("test").get<std::string>());
   s.target = d.value("target", s.target);
   s.train_limit = d.value("train_limit", s.train_limit);
+  s.test_skip = d.value("test_skip", s.test_skip);
   s.test_limit = d.value("test_limit", s.test_limit);
   s.clean_size = d.value("clean_size", s.clean_size);
   s.clean_dev_size = d.value("clean_dev_size", s.clean_dev_size);
@@ -68,6 +69,9 @@ DatasetSpec parse_dataset(const json& d, const ExperimentConfig& c, const std::s
     s.attack_train = parse_train(d.at("attack_training"), c.attack_train, path, "dataset " + s.name + ": attack_training");
   if (s.max_length < 0 || s.max_length > 4096) bad(path, "dataset " + s.name + ": max_length outside [0, 4096]");
   if (s.target < 0) bad(path, "dataset " + s.name + ": target must be >= 0");
+  if (s.test_skip < 0) bad(path, "dataset " + s.name + ": test_skip must be >= 0");
+  if (s.clean_dev_size > 0 && s.test == s.dev && s.test_skip < s.clean_dev_size)
+    bad(path, "dataset " + s.name + ": test is the dev file, so test_skip must be >= clean_dev_size (the rows that select)");
   if (s.clean_size < 10) bad(path, "dataset " + s.name + ": clean_size must be >= 10");
   if (s.clean_dev_size > 0 && s.dev.empty()) bad(path, "dataset " + s.name + ": clean_dev_size needs \"dev\"");
   for (auto* p : {&s.train, &s.test, &s.dev})

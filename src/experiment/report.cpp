@@ -19,9 +19,9 @@ using nlohmann::json;
 namespace fs = std::filesystem;
 
 const json* choose_under_budget(const std::vector<json>& rows, const std::string& dataset, const std::string& attack,
-                                uint64_t seed, const std::string& defense, double points) {
-  const json* best = nullptr;
+                                uint64_t seed, const std::string& defense, double points, purify::KnobRule rule) {
   const json* fallback = nullptr;
+  std::vector<const json*> grid;  // the defense's rows with a knob > 0
   for (auto& r : rows) {
     if (r.value("dataset", "") != dataset || r.value("attack", "") != attack || r.value("seed", 0ull) != seed)
       continue;
@@ -30,10 +30,14 @@ const json* choose_under_budget(const std::vector<json>& rows, const std::string
     if (d != defense) continue;
     const std::string method = r.value("method", d);
     if (method == "finetune" || method == "reinit") return &r;  // no knob: the single point
-    if (r.value("dev_acc", 0.0) + 1e-12 < r.value("suspect_dev_acc", 0.0) - points / 100.0) continue;
-    if (!best || r.value("knob", 0.0) > best->value("knob", 0.0)) best = &r;
+    if (r.value("knob", 0.0) > 0) grid.push_back(&r);
   }
-  return best ? best : fallback;
+  std::sort(grid.begin(), grid.end(), [](auto* a, auto* b) { return a->value("knob", 0.0) < b->value("knob", 0.0); });
+  std::vector<purify::KnobPoint> pts;
+  for (auto* r : grid) pts.push_back({r->value("knob", 0.0), r->value("dev_acc", 0.0)});
+  if (grid.empty()) return fallback;
+  const auto i = purify::choose_knob(pts, grid.front()->value("suspect_dev_acc", 0.0), points, rule);
+  return i >= 0 ? grid[static_cast<std::size_t>(i)] : fallback;
 }
 
 namespace {
@@ -80,6 +84,12 @@ struct ReportInput {
   const std::vector<json>& rows;
   const std::string& out;
   std::vector<std::string> datasets, attacks, defenses;
+  /// The knob rule a defense of the config runs with.
+  purify::KnobRule rule_of(const std::string& defense) const {
+    for (auto& d : cfg.defenses)
+      if (d.name == defense) return defense_spec(cfg, d, cfg.seeds.front()).purify.knob_rule;
+    return purify::KnobRule::Largest;
+  }
   std::vector<const json*> rows_of(const std::string& ds, const std::string& at, const std::string& de) const {
     std::vector<const json*> r;
     for (auto& x : rows)
@@ -91,8 +101,8 @@ struct ReportInput {
 void write_tables(const std::vector<json>& rows, const std::string& out) {
   // results.csv and results.json
   const std::vector<std::string> cols = {"dataset", "attack", "seed", "defense", "method", "knob", "reset_dims",
-                                         "dev_acc", "suspect_dev_acc", "test_acc", "asr", "clean_model_test_acc", "clean_model_asr",
-                                         "seconds"};
+                                         "dev_acc", "suspect_dev_acc", "test_acc", "asr", "flip", "clean_model_test_acc",
+                                         "clean_model_asr", "clean_model_flip", "seconds"};
   std::string csv;
   for (std::size_t i = 0; i < cols.size(); ++i) csv += (i ? "," : "") + cols[i];
   csv += "\n";
@@ -133,19 +143,24 @@ std::string attacks_md(const ReportInput& c) {
   md += "## Attacks on the undefended model\n\nThe clean fine-tune is trained on the same rows without poison; its "
         "ASR on the same triggered set is the floor a defense can reach (a model without a backdoor still "
         "predicts the target for some non-target inputs).\n\n"
-        "| dataset | attack | clean fine-tune ACC | clean fine-tune ASR | poisoned ACC | poisoned ASR |\n"
-        "|---|---|---|---|---|---|\n";
+        "Flip rate = share of the triggered rows whose clean row the model classifies correctly that the trigger "
+        "turns into the target (leaves out the model's own errors; – for rows from before it was measured).\n\n"
+        "| dataset | attack | clean fine-tune ACC | clean fine-tune ASR | clean fine-tune flip | poisoned ACC | "
+        "poisoned ASR | poisoned flip |\n|---|---|---|---|---|---|---|---|\n";
   for (auto& ds : c.datasets)
     for (auto& at : c.attacks) {
-      Stat ca, casr, pa, asr;
+      Stat ca, casr, cflip, pa, asr, flip;
       for (auto* r : c.rows_of(ds, at, "none")) {
         ca.v.push_back(r->value("clean_model_test_acc", 0.0));
         if (r->contains("clean_model_asr")) casr.v.push_back(r->value("clean_model_asr", 0.0));
+        if (r->value("clean_model_flip", -1.0) >= 0) cflip.v.push_back(r->value("clean_model_flip", 0.0));
         pa.v.push_back(r->value("test_acc", 0.0));
         asr.v.push_back(r->value("asr", 0.0));
+        if (r->value("flip", -1.0) >= 0) flip.v.push_back(r->value("flip", 0.0));
       }
       if (pa.v.empty()) continue;
-      md += fmt::format("| {} | {} | {} | {} | {} | {} |\n", ds, at, ca.str(), casr.str(), pa.str(), asr.str());
+      md += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} |\n", ds, at, ca.str(), casr.str(), cflip.str(), pa.str(),
+                        asr.str(), flip.str());
     }
   md += "\n";
 
@@ -155,28 +170,35 @@ std::string attacks_md(const ReportInput& c) {
 std::string budget_tables_md(const ReportInput& c) {
   std::string md;
   for (double th : c.cfg.thresholds) {
-    md += fmt::format("## ΔACC ≤ {:g} points: ACC / ASR\n\n| dataset | attack |", th);
+    md += fmt::format("## ΔACC ≤ {:g} points: ACC / ASR / flip rate\n\n| dataset | attack | clean model ASR / flip |", th);
     for (auto& de : c.defenses) md += " " + de + " |";
-    md += "\n|---|---|";
+    md += "\n|---|---|---|";
     for (std::size_t i = 0; i < c.defenses.size(); ++i) md += "---|";
     md += "\n";
     for (auto& ds : c.datasets)
       for (auto& at : c.attacks) {
-        std::string line = fmt::format("| {} | {} |", ds, at);
+        Stat floor_asr, floor_flip;
+        for (auto* r : c.rows_of(ds, at, "none")) {
+          if (r->contains("clean_model_asr")) floor_asr.v.push_back(r->value("clean_model_asr", 0.0));
+          if (r->value("clean_model_flip", -1.0) >= 0) floor_flip.v.push_back(r->value("clean_model_flip", 0.0));
+        }
+        std::string line = fmt::format("| {} | {} | {} / {} |", ds, at, floor_asr.str(), floor_flip.str());
         bool any = false;
         for (auto& de : c.defenses) {
-          Stat acc, asr;
+          Stat acc, asr, flip;
           std::vector<std::string> knobs;
           for (auto seed : c.cfg.seeds)
-            if (auto* r = choose_under_budget(c.rows, ds, at, seed, de, th)) {
+            if (auto* r = choose_under_budget(c.rows, ds, at, seed, de, th, c.rule_of(de))) {
               acc.v.push_back(r->value("test_acc", 0.0));
               asr.v.push_back(r->value("asr", 0.0));
+              if (r->value("flip", -1.0) >= 0) flip.v.push_back(r->value("flip", 0.0));
               knobs.push_back(fmt::format("{:g}", r->value("knob", 0.0)));
             }
           any |= !acc.v.empty();
           std::string k;
           for (auto& s : knobs) k += (k.empty() ? "" : ",") + s;
-          line += acc.v.empty() ? " – |" : fmt::format(" {} / **{}** <sub>({})</sub> |", acc.str(), asr.str(), k);
+          line += acc.v.empty() ? " – |"
+                                : fmt::format(" {} / **{}** / {} <sub>({})</sub> |", acc.str(), asr.str(), flip.str(), k);
         }
         if (any) md += line + "\n";
       }
@@ -239,7 +261,7 @@ std::string layer_plots_md(const ReportInput& c) {
       std::set<std::string> layer_names;
       std::vector<std::pair<std::string, json>> chosen;
       for (auto& de : c.defenses) {
-        auto* r = choose_under_budget(c.rows, ds, at, c.cfg.seeds.front(), de, 3.0);
+        auto* r = choose_under_budget(c.rows, ds, at, c.cfg.seeds.front(), de, 3.0, c.rule_of(de));
         if (!r || r->value("defense", "") != de || r->value("reset_dims", 0) == 0) continue;
         chosen.emplace_back(de + fmt::format(" ({:g})", r->value("knob", 0.0)), r->value("per_layer", json::object()));
         for (auto& [k, v] : chosen.back().second.items()) layer_names.insert(k);

@@ -60,6 +60,10 @@ PreparedData prepare_data(const DatasetSpec& d, uint64_t seed, const std::string
   clean.examples.clear();
   for (auto i : idx) clean.examples.push_back(pool.examples[i]);
   auto te = text::read_dataset(d.test);
+  if (d.test_skip >= static_cast<int64_t>(te.examples.size()))
+    throw Error(ErrorKind::ExperimentConfigInvalid,
+                fmt::format("{}: {} rows, all skipped by test_skip {}", d.test, te.examples.size(), d.test_skip));
+  te.examples.erase(te.examples.begin(), te.examples.begin() + d.test_skip);
   if (d.test_limit > 0 && static_cast<int64_t>(te.examples.size()) > d.test_limit) te.examples.resize(d.test_limit);
   p.attacker_train = (dir / "attacker_train.tsv").string();
   p.test = (dir / "test.tsv").string();
@@ -221,13 +225,19 @@ void Runner::base_unit(const DatasetSpec& ds, uint64_t seed, const AttackEntry& 
   if (store_.done(id)) return;
   // The clean reference model on the same triggered set: the ASR a model without a backdoor gets
   // (its errors on non-target examples plus any effect of the trigger text itself).
-  auto trig = train::tokenize(*tok_, train::read_task_data((fs::path(pm.dir) / "triggered_test.tsv").string(), clean.lm.config),
-                              max_length_of(cfg_, ds));
-  const double clean_asr =
-      train::attack_success_rate(train::evaluate(*clean.lm.model, trig, device_).predictions, trig.labels, ds.target);
+  auto read = [&](const char* file) {
+    return train::tokenize(*tok_, train::read_task_data((fs::path(pm.dir) / file).string(), clean.lm.config),
+                           max_length_of(cfg_, ds));
+  };
+  const auto trig = read("triggered_test.tsv"), test = read("clean_test.tsv");
+  purify::Measurements ms{&trig, ds.target, &test, train::non_target_rows(test.labels, ds.target)};
+  const auto of_clean = purify::measure(*clean.lm.model, ms, device_);
+  auto suspect = model::load_trained_classifier(pm.dir, device_);
+  const auto of_suspect = purify::measure(*suspect.model, ms, device_);
   store_.add(id, {{{"dataset", ds.name}, {"attack", at.name}, {"seed", seed}, {"defense", "none"}, {"knob", 0},
-                   {"test_acc", pm.result.clean_test_accuracy}, {"asr", pm.result.asr},
-                   {"clean_model_test_acc", clean.test_acc}, {"clean_model_asr", clean_asr}, {"model", pm.dir}}});
+                   {"test_acc", pm.result.clean_test_accuracy}, {"asr", pm.result.asr}, {"flip", of_suspect.flip_rate},
+                   {"clean_model_test_acc", clean.test_acc}, {"clean_model_asr", of_clean.asr},
+                   {"clean_model_flip", of_clean.flip_rate}, {"model", pm.dir}}});
 }
 
 void Runner::defense_unit(const DatasetSpec& ds, uint64_t seed, const AttackEntry& at, const DefenseEntry& de,
@@ -252,13 +262,14 @@ void Runner::defense_unit(const DatasetSpec& ds, uint64_t seed, const AttackEntr
   spec.attack_test = (fs::path(pm.dir) / "triggered_test.tsv").string();
   spec.target_label = ds.target;
   spec.test = (fs::path(pm.dir) / "clean_test.tsv").string();
+  spec.attack_test_paired = true;  // attack::run_attack builds the triggered set from clean_test in order
   spec.max_length = max_len;
   const auto res = purify::run_defense(spec, device_).result;
   std::vector<json> rows;
   for (auto& pt : res.evaluated)
     rows.push_back({{"dataset", ds.name}, {"attack", at.name}, {"seed", seed}, {"defense", de.name},
                     {"method", de.method}, {"knob", pt.rho}, {"reset_dims", pt.reset_dims}, {"dev_acc", pt.dev_accuracy},
-                    {"suspect_dev_acc", res.suspect_dev_accuracy}, {"test_acc", pt.test_accuracy}, {"asr", pt.asr},
+                    {"suspect_dev_acc", res.suspect_dev_accuracy}, {"test_acc", pt.measured.test_accuracy}, {"asr", pt.measured.asr}, {"flip", pt.measured.flip_rate},
                     {"seconds", pt.seconds}, {"per_layer", report::selection_json(pt.selection).at("per_layer")},
                     {"aligned_dims", res.diagnosis.aligned_dimensions}});
   store_.add(id, std::move(rows));

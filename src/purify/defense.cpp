@@ -21,6 +21,9 @@ const util::Fields<DefenseSpec>& defense_fields() {
       FP_OPTION(S, "attack_test",
                 "triggered test set (true labels) to report ASR; never used to choose", attack_test).file(),
       FP_OPTION(S, "target_label", "attack target label (with --attack-test)", target_label),
+      FP_OPTION(S, "attack_test_paired",
+                "--attack-test is --test's non-target rows with the trigger, in order (as attack writes them): "
+                "also report the flip rate", attack_test_paired),
       FP_OPTION(S, "test", "clean test set to report test accuracy of every point; never used to choose", test).file(),
       FP_OPTION(S, "max_length", "max tokens per example", max_length).range(2, 4096),
       FP_OPTION(S, "seed", "seed (split, random indicator, fine-tuning)", purify.seed),
@@ -28,6 +31,7 @@ const util::Fields<DefenseSpec>& defense_fields() {
       FP_OPTION(S, "indicator", "indicator of poisonous dimensions", purify.diagnose.indicator.indicator),
       FP_OPTION(S, "epsilon_scale",
                 "epsilon = scale x mean(Fisher)", purify.diagnose.indicator.epsilon_scale).at_least(0),
+      FP_OPTION(S, "epsilon_basis", "what epsilon's mean Fisher is over", purify.diagnose.indicator.epsilon_basis),
       FP_OPTION(S, "fisher_at", "Fisher point", purify.diagnose.fisher_at),
       FP_OPTION(S, "fisher_examples",
                 "use at most N clean examples for the Fisher (0 = all)", purify.diagnose.fisher_examples).at_least(0),
@@ -45,6 +49,8 @@ const util::Fields<DefenseSpec>& defense_fields() {
       FP_OPTION(S, "reset_fraction", "fixed reset fraction rho in [0, 1]", purify.reset_fraction).range(0, 1),
       FP_OPTION(S, "max_acc_drop",
                 "accuracy budget in points: search rho on the grid", purify.max_acc_drop).at_least(0),
+      FP_OPTION(S, "knob_rule", "how --max-acc-drop picks the grid value (clean-dev accuracy only)",
+                purify.knob_rule),
       FP_OPTION(S, "grid", "comma-separated rho grid for --max-acc-drop", purify.grid),
       FP_OPTION(S, "sweep", "evaluate every grid value (all points reported) instead of a binary search", purify.sweep),
       FP_OPTION(S, "reinit_head", "re-initialise tensors without pre-trained counterpart (head)", purify.reinit_head),
@@ -70,7 +76,7 @@ const util::Fields<DefenseSpec>& defense_fields() {
 const util::Fields<DefenseSpec>& defense_config_fields() {
   // Paths, seed, method, grid, budget, max length and the Fisher's size come from elsewhere in the config.
   static const auto t = util::omit(defense_fields(), {"pretrained", "suspect", "clean", "clean_dev", "dev_fraction",
-                                                      "attack_test", "target_label", "test", "max_length", "seed",
+                                                      "attack_test", "target_label", "attack_test_paired", "test", "max_length", "seed",
                                                       "method", "grid", "sweep", "reset_fraction", "max_acc_drop",
                                                       "fisher_examples"});
   return t;
@@ -145,7 +151,14 @@ DefenseRun run_defense(const DefenseSpec& s, torch::Device device) {
   std::optional<train::TokenizedSet> test, triggered;
   if (!s.test.empty()) test = read_set(l, s.test, s.max_length);
   if (!s.attack_test.empty()) triggered = read_set(l, s.attack_test, s.max_length);
-  Measurements ms{triggered ? &*triggered : nullptr, s.target_label, test ? &*test : nullptr};
+  Measurements ms{triggered ? &*triggered : nullptr, s.target_label, test ? &*test : nullptr, {}};
+  if (s.attack_test_paired && test && triggered) {
+    ms.triggered_source = train::non_target_rows(test->labels, s.target_label);
+    if (ms.triggered_source.size() != static_cast<std::size_t>(triggered->size()))
+      throw Error(ErrorKind::InvalidArgument,
+                  fmt::format("--attack-test-paired: {} has {} rows, but {} has {} rows whose label is not {}",
+                              s.attack_test, triggered->size(), s.test, ms.triggered_source.size(), s.target_label));
+  }
   out.result = purify(*l.lm.model, s.pretrained, clean_train, clean_dev, *l.tok, po, device, ms);
   out.model = std::move(l.lm);
   return out;

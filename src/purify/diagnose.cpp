@@ -166,6 +166,7 @@ Diagnosis diagnose(model::SequenceClassifierImpl& m, const std::string& pretrain
   s.indicator = opt.indicator.indicator;
   s.epsilon = d.epsilon;
   s.epsilon_scale = opt.indicator.epsilon_scale;
+  s.epsilon_basis = opt.indicator.epsilon_basis;
   s.fisher_at = opt.fisher_at;
   s.fisher_examples = d.fisher.empty() ? 0 : fisher_count(opt, clean_train);
   s.aligned_tensors = static_cast<int64_t>(a.aligned.size());

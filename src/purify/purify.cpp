@@ -38,6 +38,22 @@ std::vector<double> default_grid() {
   return {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9};
 }
 
+Measured measure(model::SequenceClassifierImpl& m, const Measurements& ms, torch::Device device) {
+  Measured r;
+  std::vector<int64_t> trig_pred;
+  if (ms.triggered) {
+    trig_pred = train::evaluate(m, *ms.triggered, device).predictions;
+    r.asr = train::attack_success_rate(trig_pred, ms.triggered->labels, ms.target);
+  }
+  if (ms.test) {
+    auto e = train::evaluate(m, *ms.test, device);
+    r.test_accuracy = e.accuracy;
+    if (ms.triggered && !ms.triggered_source.empty())
+      r.flip_rate = train::flip_rate(e.predictions, ms.test->labels, trig_pred, ms.triggered_source, ms.target);
+  }
+  return r;
+}
+
 std::pair<train::TokenizedSet, train::TokenizedSet> split_clean(const train::TokenizedSet& s, double dev_fraction,
                                                                 uint64_t seed) {
   std::vector<int64_t> idx(s.size());
@@ -108,6 +124,15 @@ std::string list_text(const std::vector<std::string>& v) {
   return s + "]";
 }
 
+/// ", ASR a%, flip f%, test t%" for the measurements there are.
+std::string measured_text(const Measured& m) {
+  std::string s;
+  if (m.asr >= 0) s += fmt::format(", ASR {:.2f}%", 100 * m.asr);
+  if (m.flip_rate >= 0) s += fmt::format(", flip {:.2f}%", 100 * m.flip_rate);
+  if (m.test_accuracy >= 0) s += fmt::format(", test {:.2f}%", 100 * m.test_accuracy);
+  return s;
+}
+
 /// One defense run: the diagnosis, the extensions' state, and every evaluated point's weights.
 class Run {
  public:
@@ -120,11 +145,7 @@ class Run {
   PurifyResult run();
 
  private:
-  double asr_of() {
-    if (!measure_.triggered) return -1.0;
-    auto e = train::evaluate(m_, *measure_.triggered, device_);
-    return train::attack_success_rate(e.predictions, measure_.triggered->labels, measure_.target);
-  }
+  Measured measured() { return measure(m_, measure_, device_); }
   void prepare();
   void prepare_neutralization();
   void prepare_unlearning();
@@ -245,14 +266,13 @@ EvaluatedPoint Run::evaluate(double rho) {
   topt.seed = opt_.seed;
   train::fine_tune(m_, unlearn_ ? unlearn_train_ : train_, &dev_, topt, device_);
   pt.dev_accuracy = train::evaluate(m_, dev_, device_).accuracy;
-  pt.asr = asr_of();
-  if (measure_.test) pt.test_accuracy = train::evaluate(m_, *measure_.test, device_).accuracy;
+  pt.measured = measured();
   pt.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   pt.within_budget =
       !opt_.max_acc_drop || pt.dev_accuracy >= res_.suspect_dev_accuracy - *opt_.max_acc_drop / 100.0 - 1e-12;
   util::log(fmt::format("{} {}={}: {} {} dims, clean-dev accuracy {:.2f}%{}{} ({:.0f}s)", method, knob, rho,
                         opt_.method == Defense::FinePruning ? "pruned" : "reset", pt.reset_dims, 100 * pt.dev_accuracy,
-                        measure_.triggered ? fmt::format(", ASR {:.2f}%", 100 * pt.asr) : "",
+                        measured_text(pt.measured),
                         opt_.max_acc_drop ? (pt.within_budget ? " within budget" : " over budget") : "", pt.seconds));
   states_[rho] = model::snapshot(m_);
   res_.evaluated.push_back(pt);
@@ -278,9 +298,10 @@ void Run::search() {
   for (double g : grid)
     if (!(g > 0 && g <= 1)) throw Error(ErrorKind::InvalidArgument, fmt::format("grid value {} outside (0, 1]", g));
   int64_t lo = -1;
-  if (opt_.sweep) {  // every grid value (curves); the largest within budget wins
-    for (std::size_t i = 0; i < grid.size(); ++i)
-      if (evaluate(grid[i]).within_budget) lo = static_cast<int64_t>(i);
+  if (opt_.sweep || opt_.knob_rule != KnobRule::Largest) {  // every grid value, then the rule
+    std::vector<KnobPoint> pts;
+    for (double g : grid) pts.push_back({g, evaluate(g).dev_accuracy});
+    lo = choose_knob(pts, res_.suspect_dev_accuracy, *opt_.max_acc_drop, opt_.knob_rule);
   } else {  // accuracy falls as rho grows: binary search for the largest grid value within budget
     int64_t hi = static_cast<int64_t>(grid.size());
     while (hi - lo > 1) {
@@ -301,16 +322,16 @@ PurifyResult Run::run() {
   check_options(opt_);
   res_.options = opt_;
   res_.suspect_dev_accuracy = train::evaluate(m_, dev_, device_).accuracy;
-  res_.suspect_asr = asr_of();
+  res_.suspect = measured();
   util::log(fmt::format("suspect model: clean-dev accuracy {:.2f}%{}", 100 * res_.suspect_dev_accuracy,
-                        measure_.triggered ? fmt::format(", ASR {:.2f}%", 100 * res_.suspect_asr) : ""));
+                        measured_text(res_.suspect)));
   prepare();
   search();
   model::restore(m_, states_.at(res_.chosen_rho));
   for (auto& pt : res_.evaluated)
     if (pt.rho == res_.chosen_rho) {
       res_.purified_dev_accuracy = pt.dev_accuracy;
-      res_.purified_asr = pt.asr;
+      res_.purified = pt.measured;
       res_.selection = pt.selection;
     }
   res_.diagnosis = diag_.summary;

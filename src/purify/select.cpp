@@ -26,23 +26,57 @@ const util::EnumTable<Scope>& enum_table(Scope) {
   return t;
 }
 
+const util::EnumTable<EpsilonBasis>& enum_table(EpsilonBasis) {
+  static const util::EnumTable<EpsilonBasis> t{
+      "epsilon basis",
+      {{EpsilonBasis::Global, "global", "eps = scale x mean Fisher of all aligned dimensions"},
+       {EpsilonBasis::Tensor, "tensor", "eps = scale x mean Fisher of each tensor"}}};
+  return t;
+}
+
+namespace {
+
+/// scale x mean of F over `names` (the smallest positive float when that is 0: avoids 0/0).
+double scaled_mean(const std::map<std::string, torch::Tensor>& fisher, const std::vector<std::string>& names,
+                   double scale, int64_t* count = nullptr) {
+  double sum = 0;
+  int64_t d = 0;
+  for (auto& n : names) {
+    sum += fisher.at(n).sum(torch::kFloat64).item<double>();
+    d += fisher.at(n).numel();
+  }
+  if (count) *count = d;
+  const double eps = scale * (d ? sum / d : 0.0);
+  return eps > 0 ? eps : std::numeric_limits<float>::min();
+}
+
+}  // namespace
+
 std::map<std::string, torch::Tensor> compute_indicators(const Alignment& a, const std::map<std::string, torch::Tensor>& ft,
                                                         const std::map<std::string, torch::Tensor>* fisher,
                                                         const IndicatorOptions& opt, double* epsilon_out) {
   const bool needs_fisher = opt.indicator == Indicator::FisherRatio || opt.indicator == Indicator::InverseFisher;
   if (needs_fisher && !fisher) throw Error(ErrorKind::InvalidArgument, "indicator needs the Fisher information");
-  double eps = 0;
+  std::map<std::string, double> eps;
   if (needs_fisher) {
-    double sum = 0;
-    int64_t d = 0;
-    for (auto& n : a.aligned) {
-      sum += fisher->at(n).sum(torch::kFloat64).item<double>();
-      d += fisher->at(n).numel();
+    if (opt.epsilon_basis == EpsilonBasis::Global) {
+      const double e = scaled_mean(*fisher, a.aligned, opt.epsilon_scale);
+      for (auto& n : a.aligned) eps[n] = e;
+      if (epsilon_out) *epsilon_out = e;
+    } else {
+      double weighted = 0;
+      int64_t total = 0;
+      for (auto& n : a.aligned) {
+        int64_t d = 0;
+        eps[n] = scaled_mean(*fisher, {n}, opt.epsilon_scale, &d);
+        weighted += eps[n] * d;
+        total += d;
+      }
+      if (epsilon_out) *epsilon_out = total ? weighted / total : 0.0;
     }
-    eps = opt.epsilon_scale * (d ? sum / d : 0.0);
-    if (!(eps > 0)) eps = std::numeric_limits<float>::min();  // all-zero Fisher: avoid 0/0
+  } else if (epsilon_out) {
+    *epsilon_out = 0;
   }
-  if (epsilon_out) *epsilon_out = eps;
   auto gen = at::detail::createCPUGenerator(opt.seed);
   std::map<std::string, torch::Tensor> r;
   for (auto& n : a.aligned) {
@@ -50,11 +84,11 @@ std::map<std::string, torch::Tensor> compute_indicators(const Alignment& a, cons
     auto delta = ft.at(n).to(torch::kCPU, torch::kFloat32) - a.pre.at(n);
     switch (opt.indicator) {
       case Indicator::FisherRatio:
-        v = (delta.to(torch::kFloat64).square() / (fisher->at(n).to(torch::kFloat64) + eps)).to(torch::kFloat32);
+        v = (delta.to(torch::kFloat64).square() / (fisher->at(n).to(torch::kFloat64) + eps.at(n))).to(torch::kFloat32);
         break;
       case Indicator::Magnitude: v = delta.square(); break;
       case Indicator::Random: v = at::rand(delta.sizes(), gen, torch::kFloat32); break;
-      case Indicator::InverseFisher: v = (1.0 / (fisher->at(n).to(torch::kFloat64) + eps)).to(torch::kFloat32); break;
+      case Indicator::InverseFisher: v = (1.0 / (fisher->at(n).to(torch::kFloat64) + eps.at(n))).to(torch::kFloat32); break;
     }
     // Clamp into finite non-negative floats (huge ratios saturate at FLT_MAX, ties then by order).
     v = torch::nan_to_num(v, 0.0, std::numeric_limits<float>::max(), 0.0).clamp_min(0.0);

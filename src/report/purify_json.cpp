@@ -12,6 +12,14 @@ using nlohmann::json;
 
 namespace {
 json rate(double v) { return v < 0 ? json(nullptr) : json(v); }
+
+/// The measurements of one model merged into `j` (null where a set was not given).
+json with_measured(json j, const purify::Measured& m) {
+  j["asr"] = rate(m.asr);
+  j["flip_rate"] = rate(m.flip_rate);
+  j["test_accuracy"] = rate(m.test_accuracy);
+  return j;
+}
 std::string layer_name(int l) { return l < 0 ? "embeddings" : std::to_string(l); }
 
 json probe_json(const purify::ProbeReport& p) {
@@ -60,6 +68,7 @@ json diagnosis_json(const purify::DiagnosisSummary& d) {
   for (auto& q : d.distribution_log10) dist[fmt::format("p{}", q.p * 100)] = q.log10_value;
   dist["sampled"] = d.distribution_sampled;
   json j = {{"indicator", util::name_of(d.indicator)}, {"epsilon", d.epsilon}, {"epsilon_scale", d.epsilon_scale},
+            {"epsilon_basis", util::name_of(d.epsilon_basis)},
             {"fisher_at", util::name_of(d.fisher_at)}, {"fisher_examples", d.fisher_examples},
             {"aligned_tensors", d.aligned_tensors}, {"aligned_dimensions", d.aligned_dimensions},
             {"unaligned", unaligned}, {"distribution_log10", dist}, {"per_layer", layers},
@@ -82,20 +91,21 @@ json purify_json(const purify::PurifyResult& r, const std::string& dev_note) {
   auto sorted = r.evaluated;
   std::sort(sorted.begin(), sorted.end(), [](auto& x, auto& y) { return x.rho < y.rho; });
   for (auto& p : sorted)
-    pts.push_back({{"rho", p.rho}, {"reset_dimensions", p.reset_dims}, {"clean_dev_accuracy", p.dev_accuracy},
-                   {"asr", rate(p.asr)}, {"within_budget", p.within_budget}, {"seconds", p.seconds},
-                   {"extra", p.test_accuracy < 0 ? json(nullptr) : json{{"test_acc", p.test_accuracy}}}});
+    pts.push_back(with_measured({{"rho", p.rho}, {"reset_dimensions", p.reset_dims}, {"clean_dev_accuracy", p.dev_accuracy},
+                                 {"within_budget", p.within_budget}, {"seconds", p.seconds}},
+                                p.measured));
   json j = {
       {"method", util::name_of(o.method)},
       {"epur", o.method == purify::Defense::FineMixing && o.epur ? json(o.epur_rows) : json(nullptr)},
       {"chosen_rho", r.chosen_rho},
       {"max_acc_drop_points", o.max_acc_drop ? json(*o.max_acc_drop) : json(nullptr)},
+      {"knob_rule", util::name_of(o.knob_rule)},
       {"scope", util::name_of(o.scope)},
       {"reinit_head", o.reinit_head},
       {"unlearning", action_json(r.unlearning, true)},
       {"neutralized", action_json(r.neutralized, false)},
-      {"suspect", {{"clean_dev_accuracy", r.suspect_dev_accuracy}, {"asr", rate(r.suspect_asr)}}},
-      {"purified", {{"clean_dev_accuracy", r.purified_dev_accuracy}, {"asr", rate(r.purified_asr)}}},
+      {"suspect", with_measured({{"clean_dev_accuracy", r.suspect_dev_accuracy}}, r.suspect)},
+      {"purified", with_measured({{"clean_dev_accuracy", r.purified_dev_accuracy}}, r.purified)},
       {"evaluated", pts},
       {"selection", selection_json(r.selection)},
       {"diagnosis", diagnosis_json(r.diagnosis)},

@@ -23,10 +23,11 @@ std::string escape(std::string s) {
 
 std::string diagnosis_markdown(const json& d, int top_tensors) {
   std::string md;
-  md += fmt::format("Indicator `{}` (epsilon = {:.3g} = {:g} x mean Fisher), Fisher at `w_{}` on {} clean examples; "
+  const bool per_tensor = d.value("epsilon_basis", "global") == "tensor";
+  md += fmt::format("Indicator `{}` (epsilon = {:.3g} = {:g} x mean Fisher{}), Fisher at `w_{}` on {} clean examples; "
                     "{} aligned tensors, {} dimensions.\n\n",
                     d.value("indicator", "?"), d.value("epsilon", 0.0), d.value("epsilon_scale", 0.0),
-                    d.value("fisher_at", "?"), d.value("fisher_examples", 0), d.value("aligned_tensors", 0),
+                    per_tensor ? " of each tensor, size-weighted mean shown" : "", d.value("fisher_at", "?"), d.value("fisher_examples", 0), d.value("aligned_tensors", 0),
                     d.value("aligned_dimensions", 0));
   md += "### Top suspicious tokens (indicator mass of their word-embedding rows)\n\n"
         "A word-trigger backdoor shows up here: a rare token whose row drifted far although clean data "
@@ -85,14 +86,20 @@ std::string purify_markdown(const json& r) {
   md += fmt::format("- chosen reset fraction rho = **{}** ({} dimensions reset){}\n", r["chosen_rho"].get<double>(),
                     r["selection"]["reset_dimensions"].get<int64_t>(),
                     r["max_acc_drop_points"].is_number()
-                        ? fmt::format(", the largest grid value within the accuracy budget of {} points",
-                                      r["max_acc_drop_points"].get<double>())
+                        ? fmt::format(", chosen by the `{}` rule under the clean-dev accuracy budget of {} points",
+                                      r.value("knob_rule", "largest"), r["max_acc_drop_points"].get<double>())
                         : " (fixed by --reset-fraction)");
   md += fmt::format("- clean-dev accuracy: suspect {} -> purified {}\n", pct(r["suspect"]["clean_dev_accuracy"]),
                     pct(r["purified"]["clean_dev_accuracy"]));
   if (r["suspect"]["asr"].is_number())
     md += fmt::format("- attack success rate (triggered test set given with --attack-test; not used for any choice): "
                       "suspect {} -> purified {}\n", pct(r["suspect"]["asr"]), pct(r["purified"]["asr"]));
+  if (r["suspect"].value("flip_rate", json()).is_number())
+    md += fmt::format("- flip rate (triggered rows whose clean row the model gets right, predicted as the target): "
+                      "suspect {} -> purified {}\n", pct(r["suspect"]["flip_rate"]), pct(r["purified"]["flip_rate"]));
+  if (r["suspect"].value("test_accuracy", json()).is_number())
+    md += fmt::format("- clean test accuracy (--test; not used for any choice): suspect {} -> purified {}\n",
+                      pct(r["suspect"]["test_accuracy"]), pct(r["purified"]["test_accuracy"]));
   md += fmt::format("- clean data: {} examples for Fisher and fine-tuning, {} for selection{}\n",
                     r["clean_train_examples"].get<int64_t>(), r["clean_dev_examples"].get<int64_t>(),
                     r.value("clean_dev_note", ""));
@@ -113,11 +120,13 @@ std::string purify_markdown(const json& r) {
                       r["unlearning"]["train_examples"].get<int64_t>(), r["unlearning"]["max_insertions"].get<int>(),
                       token_list(r["unlearning"]["tokens"]));
   md += "\n";
-  md += "## Evaluated reset fractions\n\n| rho | reset dims | clean-dev ACC | ASR | within budget | seconds |\n|---|---|---|---|---|---|\n";
+  md += "## Evaluated reset fractions\n\n| rho | reset dims | clean-dev ACC | within budget | ASR | flip rate | test ACC | "
+        "seconds |\n|---|---|---|---|---|---|---|---|\n";
   for (auto& p : r["evaluated"])
-    md += fmt::format("| {} | {} | {} | {} | {} | {:.0f} |\n", p["rho"].get<double>(), p["reset_dimensions"].get<int64_t>(),
-                      pct(p["clean_dev_accuracy"]), pct(p["asr"]), p["within_budget"].get<bool>() ? "yes" : "no",
-                      p["seconds"].get<double>());
+    md += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {:.0f} |\n", p["rho"].get<double>(),
+                      p["reset_dimensions"].get<int64_t>(), pct(p["clean_dev_accuracy"]),
+                      p["within_budget"].get<bool>() ? "yes" : "no", pct(p.value("asr", json())),
+                      pct(p.value("flip_rate", json())), pct(p.value("test_accuracy", json())), p["seconds"].get<double>());
   md += "\n## Reset dimensions per layer\n\n| layer | dimensions |\n|---|---|\n";
   for (auto it = r["selection"]["per_layer"].begin(); it != r["selection"]["per_layer"].end(); ++it)
     md += fmt::format("| {} | {} |\n", it.key(), it.value().get<int64_t>());

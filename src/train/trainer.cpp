@@ -220,4 +220,27 @@ double attack_success_rate(const std::vector<int64_t>& pred, const std::vector<i
   return n ? static_cast<double>(hit) / n : -1.0;
 }
 
+std::vector<int64_t> non_target_rows(const std::vector<int64_t>& labels, int64_t target) {
+  std::vector<int64_t> r;
+  for (std::size_t i = 0; i < labels.size(); ++i)
+    if (labels[i] >= 0 && labels[i] != target) r.push_back(static_cast<int64_t>(i));
+  return r;
+}
+
+double flip_rate(const std::vector<int64_t>& clean_pred, const std::vector<int64_t>& clean_labels,
+                 const std::vector<int64_t>& trig_pred, const std::vector<int64_t>& source, int64_t target) {
+  if (source.size() != trig_pred.size())
+    throw Error(ErrorKind::Internal, fmt::format("flip_rate: {} triggered predictions for {} source rows",
+                                                 trig_pred.size(), source.size()));
+  int64_t n = 0, hit = 0;
+  for (std::size_t i = 0; i < source.size(); ++i) {
+    const auto j = static_cast<std::size_t>(source[i]);
+    if (j >= clean_pred.size()) throw Error(ErrorKind::Internal, "flip_rate: source row outside the clean set");
+    if (clean_labels[j] < 0 || clean_labels[j] == target || clean_pred[j] != clean_labels[j]) continue;
+    ++n;
+    hit += trig_pred[i] == target;
+  }
+  return n ? static_cast<double>(hit) / n : -1.0;
+}
+
 }  // namespace finepurify::train

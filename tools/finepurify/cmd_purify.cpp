@@ -27,7 +27,8 @@ void register_reset_command(CLI::App& app, const char* name, const char* help, c
     std::cout << fmt::format("{}: {} = {}, clean-dev accuracy {:.2f}% (suspect {:.2f}%)", util::name_of(s.purify.method),
                              s.purify.method == purify::Defense::FinePruning ? "pruned fraction" : "rho", r.chosen_rho,
                              100 * r.purified_dev_accuracy, 100 * r.suspect_dev_accuracy);
-    if (!s.attack_test.empty()) std::cout << fmt::format(", ASR {:.2f}% (suspect {:.2f}%)", 100 * r.purified_asr, 100 * r.suspect_asr);
+    if (!s.attack_test.empty())
+      std::cout << fmt::format(", ASR {:.2f}% (suspect {:.2f}%)", 100 * r.purified.asr, 100 * r.suspect.asr);
     std::cout << fmt::format("\nwrote {} (report: {}/purify_report.md)\n", a->out, a->out);
   });
 }
@@ -53,7 +54,7 @@ void register_scan(CLI::App& app) {
   auto a = std::make_shared<Scan>();
   auto* cmd = app.add_subcommand("scan", "Report suspicious dimensions and tokens (Fisher + indicator, no fine-tuning)");
   bind_options(cmd, a->spec, util::pick(purify::defense_fields(), {"pretrained", "suspect", "clean", "max_length", "seed", "indicator",
-                                                           "epsilon_scale", "fisher_at", "fisher_examples", "top_tokens",
+                                                           "epsilon_scale", "epsilon_basis", "fisher_at", "fisher_examples", "top_tokens",
                                                            "probe_tokens", "probe_examples", "probe_min_flip"}));
   cmd->add_option("--report", a->out, "also write the diagnosis as JSON (.json) or Markdown (.md)");
   cmd->add_flag("--json", a->json, "print JSON instead of Markdown");

@@ -26,7 +26,8 @@ struct DatasetSpec {
   std::string name, train, dev, test;  ///< paths (relative ones are resolved against the config's folder)
   int64_t target = 1;
   int64_t train_limit = 0;      ///< attacker trains on the first N training rows (0 = all but the clean pool)
-  int64_t test_limit = 0;       ///< first N test rows (0 = all)
+  int64_t test_skip = 0;        ///< test rows start after the first N (a dev file whose head is the clean dev set)
+  int64_t test_limit = 0;       ///< first N test rows after the skipped ones (0 = all)
   int64_t clean_size = 1000;    ///< defender's clean set: drawn from training rows the attacker never saw
   int64_t clean_dev_size = 0;   ///< > 0: first N rows of the dev split select the knob; 0 = hold out from clean
   std::string bias_word;        ///< bias attack cue for this dataset ("" = the attack's default)
@@ -84,10 +85,11 @@ attack::AttackSpec attack_spec(const ExperimentConfig& cfg, const DatasetSpec& d
 /// Builds results.csv / results.json / report.md / plots from result rows (one JSON object per row).
 void write_report(const ExperimentConfig& cfg, const std::vector<nlohmann::json>& rows, const std::string& out);
 
-/// For one (dataset, attack, seed, defense): the row chosen under budget `points` (largest knob whose
-/// clean-dev accuracy >= suspect's - points; the fine-tuning row when none qualifies). nullptr if absent.
+/// For one (dataset, attack, seed, defense): the row chosen under budget `points` by `rule`
+/// (purify::choose_knob on the rows' clean-dev accuracies; the fine-tuning row when none qualifies).
+/// nullptr if absent.
 const nlohmann::json* choose_under_budget(const std::vector<nlohmann::json>& rows, const std::string& dataset,
                                           const std::string& attack, uint64_t seed, const std::string& defense,
-                                          double points);
+                                          double points, purify::KnobRule rule = purify::KnobRule::Largest);
 
 }  // namespace finepurify::experiment

@@ -22,6 +22,9 @@ struct DefenseSpec {
   double dev_fraction = 0.2;
   std::string attack_test;  ///< triggered test set (true labels): ASR of every point, never used to choose
   int64_t target_label = -1;
+  /// attack_test holds test's non-target rows with the trigger, in order (as `attack` writes them):
+  /// the flip rate is measured too.
+  bool attack_test_paired = false;
   std::string test;         ///< clean test set: test accuracy of every point, never used to choose
   int max_length = 128;
   text::Compat compat = text::Compat::Fast;

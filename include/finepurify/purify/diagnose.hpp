@@ -79,6 +79,7 @@ struct DiagnosisSummary {
   Indicator indicator = Indicator::FisherRatio;
   std::optional<Indicator> reset_indicator;  ///< set when the reset uses another indicator than the ranking
   double epsilon = 0, epsilon_scale = 0;
+  EpsilonBasis epsilon_basis = EpsilonBasis::Global;
   FisherAt fisher_at = FisherAt::FT;
   int64_t fisher_examples = 0;  ///< 0 when the indicator needs no Fisher
   int64_t aligned_tensors = 0, aligned_dimensions = 0;

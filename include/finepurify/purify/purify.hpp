@@ -11,6 +11,7 @@
 
 #include "finepurify/purify/baselines.hpp"
 #include "finepurify/purify/diagnose.hpp"
+#include "finepurify/purify/knob.hpp"
 #include "finepurify/text/tokenizer.hpp"
 #include "finepurify/train/trainer.hpp"
 
@@ -37,6 +38,7 @@ struct PurifyOptions {
   Scope scope = Scope::Global;
   std::optional<double> reset_fraction;  ///< fixed rho, or
   std::optional<double> max_acc_drop;    ///< accuracy points: search the grid
+  KnobRule knob_rule = KnobRule::Largest;  ///< how the grid point is chosen (knob.hpp)
   std::vector<double> grid = default_grid();
   train::TrainOptions train = clean_tuning_defaults();  ///< clean fine-tuning after the reset
   bool reinit_head = false;              ///< re-initialise tensors without pre-trained counterpart
@@ -61,14 +63,23 @@ struct Measurements {
   const train::TokenizedSet* triggered = nullptr;  ///< triggered test set (true labels): ASR
   int64_t target = -1;
   const train::TokenizedSet* test = nullptr;       ///< clean test set: test accuracy
+  /// Triggered row i is clean test row triggered_source[i] with the trigger (train::non_target_rows for
+  /// sets made by attack::make_test_sets): the flip rate is measured too. Empty: no pairing known.
+  std::vector<int64_t> triggered_source;
 };
+
+/// What the measurements give for one model (-1 where a set is missing).
+struct Measured {
+  double asr = -1, test_accuracy = -1, flip_rate = -1;
+};
+/// Evaluates `m` on the sets `ms` gives.
+Measured measure(model::SequenceClassifierImpl& m, const Measurements& ms, torch::Device device);
 
 struct EvaluatedPoint {
   double rho = 0;
   int64_t reset_dims = 0;
   double dev_accuracy = 0;
-  double asr = -1;            ///< -1 without a triggered set
-  double test_accuracy = -1;  ///< -1 without a test set
+  Measured measured;          ///< ASR, test accuracy, flip rate (never used to choose)
   double seconds = 0;
   bool within_budget = false;
   Selection selection;        ///< where the reset / pruned dimensions are
@@ -86,7 +97,7 @@ struct PurifyResult {
   PurifyOptions options;  ///< as run
   double chosen_rho = 0;
   double suspect_dev_accuracy = 0, purified_dev_accuracy = 0;
-  double suspect_asr = -1, purified_asr = -1;
+  Measured suspect, purified;  ///< the suspect's and the chosen point's measurements
   std::vector<EvaluatedPoint> evaluated;  ///< in evaluation order
   Selection selection;                    ///< of the chosen point
   DiagnosisSummary diagnosis;

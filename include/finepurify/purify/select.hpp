@@ -20,14 +20,21 @@ const util::EnumTable<Indicator>& enum_table(Indicator);
 enum class Scope { Global, Tensor };
 const util::EnumTable<Scope>& enum_table(Scope);
 
+/// What eps is relative to: the mean Fisher over all aligned dimensions, or each tensor's own mean
+/// (a tensor whose dimensions the clean task barely uses is then not ranked by 1/eps alone).
+enum class EpsilonBasis { Global, Tensor };
+const util::EnumTable<EpsilonBasis>& enum_table(EpsilonBasis);
+
 struct IndicatorOptions {
   Indicator indicator = Indicator::FisherRatio;
-  double epsilon_scale = 1e-8;  ///< eps = epsilon_scale * mean(F) over aligned dimensions
+  double epsilon_scale = 1e-8;  ///< eps = epsilon_scale * mean(F) (over epsilon_basis)
+  EpsilonBasis epsilon_basis = EpsilonBasis::Global;
   uint64_t seed = 42;           ///< for the random indicator
 };
 
 /// r for every aligned tensor (float32, CPU, shape of the parameter). `ft` and `fisher` map names
-/// to w_FT and F; `alignment` gives w_Pre. Non-negative and finite by construction.
+/// to w_FT and F; `alignment` gives w_Pre. Non-negative and finite by construction. `epsilon_out`
+/// gets eps with the global basis, the mean of the per-tensor eps weighted by size with the tensor basis.
 std::map<std::string, torch::Tensor> compute_indicators(const Alignment& alignment,
                                                         const std::map<std::string, torch::Tensor>& ft,
                                                         const std::map<std::string, torch::Tensor>* fisher,

@@ -74,5 +74,13 @@ EvalResult evaluate(model::SequenceClassifierImpl& m, const TokenizedSet& data, 
 /// ASR: fraction of rows with a label other than `target` (unlabelled rows, -1, excluded) predicted as
 /// `target`; -1 when there is no such row.
 double attack_success_rate(const std::vector<int64_t>& predictions, const std::vector<int64_t>& labels, int64_t target);
+/// The clean rows a triggered set made by attack::make_test_sets comes from: the labelled rows whose
+/// label is not `target`, in order (triggered row i <- clean row result[i]).
+std::vector<int64_t> non_target_rows(const std::vector<int64_t>& labels, int64_t target);
+/// Flip rate: of the triggered rows whose clean source row (source[i]) the model classifies correctly,
+/// the share predicted as `target` with the trigger. Unlike the ASR it leaves out the model's own errors
+/// on clean rows. -1 when no row qualifies.
+double flip_rate(const std::vector<int64_t>& clean_predictions, const std::vector<int64_t>& clean_labels,
+                 const std::vector<int64_t>& triggered_predictions, const std::vector<int64_t>& source, int64_t target);
 
 }  // namespace finepurify::train

@@ -130,6 +130,14 @@ TEST(ExperimentConfig, RejectsBadConfigsNamingTheProblem) {
   j = good;
   j["defenses"][0]["method"] = "prune";
   EXPECT_THROW(experiment::load_config(write(j)), Error);
+  j = good;  // scoring on dev rows: the rows that select the knob must be skipped
+  j["datasets"][0]["test"] = "dev.tsv";
+  j["datasets"][0]["test_skip"] = 11;
+  expect_error(j, "test_skip must be >= clean_dev_size");
+  j["datasets"][0]["test_skip"] = 12;
+  EXPECT_EQ(experiment::load_config(write(j)).datasets.at(0).test_skip, 12);
+  j["datasets"][0]["test_skip"] = -1;
+  expect_error(j, "test_skip must be >= 0");
 }
 
 TEST(ExperimentBudget, LargestKnobWithinBudgetElseFineTuning) {
@@ -147,6 +155,10 @@ TEST(ExperimentBudget, LargestKnobWithinBudgetElseFineTuning) {
   ASSERT_NE(r0, nullptr);
   EXPECT_EQ((*r0)["defense"], "finetune");
   EXPECT_EQ(experiment::choose_under_budget(rows, "y", "a", 1, "magnitude", 5), nullptr);
+  // A lucky point past a failure: largest takes it, prefix stops before the failure.
+  rows.push_back(row("magnitude", 0.7, 0.78));
+  EXPECT_EQ((*experiment::choose_under_budget(rows, "x", "a", 1, "magnitude", 3))["knob"], 0.7);
+  EXPECT_EQ((*experiment::choose_under_budget(rows, "x", "a", 1, "magnitude", 3, purify::KnobRule::Prefix))["knob"], 0.1);
 }
 
 TEST(ExperimentRunner, TinyConfigEndToEndCachesAndResumes) {
@@ -166,6 +178,10 @@ TEST(ExperimentRunner, TinyConfigEndToEndCachesAndResumes) {
     EXPECT_LE(r["asr"].get<double>(), 1.0);
     EXPECT_GE(r["test_acc"].get<double>(), 0.0);
     if (r["defense"] == "none") EXPECT_GE(r["clean_model_asr"].get<double>(), 0.0);
+    if (r["defense"] == "none") EXPECT_LE(r["clean_model_flip"].get<double>(), 1.0);
+    ASSERT_TRUE(r["flip"].is_number()) << r.dump();  // -1 when no triggered row's clean row is right
+    EXPECT_LE(r["flip"].get<double>(), 1.0);
+    EXPECT_GE(r["flip"].get<double>(), -1.0);
     if (r["defense"] == "reinit") EXPECT_EQ(r["reset_dims"], r["aligned_dims"]);
     if (r["defense"] == "finetune") EXPECT_EQ(r["reset_dims"], 0);
   }
@@ -176,7 +192,7 @@ TEST(ExperimentRunner, TinyConfigEndToEndCachesAndResumes) {
   EXPECT_NE(fp_test::read_file((dir / "out" / "plots" / "asr-acc-toy-ep.svg").string()).find("<svg"), std::string::npos);
   auto csv = fp_test::read_file((dir / "out" / "results.csv").string());
   EXPECT_EQ(csv.substr(0, csv.find('\n')),
-            "dataset,attack,seed,defense,method,knob,reset_dims,dev_acc,suspect_dev_acc,test_acc,asr,clean_model_test_acc,clean_model_asr,seconds");
+            "dataset,attack,seed,defense,method,knob,reset_dims,dev_acc,suspect_dev_acc,test_acc,asr,flip,clean_model_test_acc,clean_model_asr,clean_model_flip,seconds");
 
   // Rerun: everything cached, nothing new.
   int caches = 0;

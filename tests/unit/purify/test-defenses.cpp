@@ -132,7 +132,7 @@ TEST(Sweep, EvaluatesEveryGridValueAndPicksTheLargestWithinBudget) {
   ms.test = &dv;  // every evaluated point gets a test accuracy (here on the dev part: equal by construction)
   auto res = purify::purify(*p.ft, p.pre_dir, tr, dv, tok, o, torch::kCPU, ms);
   ASSERT_EQ(res.evaluated.size(), 3u);
-  for (auto& pt : res.evaluated) EXPECT_EQ(pt.test_accuracy, pt.dev_accuracy);
+  for (auto& pt : res.evaluated) EXPECT_EQ(pt.measured.test_accuracy, pt.dev_accuracy);
   EXPECT_EQ(res.chosen_rho, 0.3);
   EXPECT_LT(res.evaluated[0].rho, res.evaluated[1].rho);  // sorted grid, every value evaluated
 }

@@ -172,6 +172,33 @@ TEST(Indicators, FormulasAndEpsilon) {
   EXPECT_EQ(util::parse_enum<purify::Indicator>("inverse-fisher"), purify::Indicator::InverseFisher);
 }
 
+TEST(Indicators, EpsilonRelativeToEachTensor) {
+  // Two tensors whose Fisher differs by 100x: with the global basis eps = 0.5 * mean over all 4
+  // dimensions (0.5 * 50.5 = 25.25); with the tensor basis each tensor gets 0.5 x its own mean.
+  purify::Alignment a;
+  a.aligned = {"small", "big"};
+  a.pre["small"] = torch::zeros({2});
+  a.pre["big"] = torch::zeros({2});
+  std::map<std::string, torch::Tensor> ft = {{"small", torch::tensor({1.f, 1.f})}, {"big", torch::tensor({1.f, 1.f})}};
+  std::map<std::string, torch::Tensor> f = {{"small", torch::tensor({0.f, 2.f})}, {"big", torch::tensor({100.f, 100.f})}};
+  purify::IndicatorOptions o;
+  o.epsilon_scale = 0.5;
+  double eps = 0;
+  auto g = purify::compute_indicators(a, ft, &f, o, &eps);
+  EXPECT_DOUBLE_EQ(eps, 25.25);
+  EXPECT_TRUE(torch::allclose(g["small"], torch::tensor({1 / 25.25f, 1 / 27.25f})));
+  o.epsilon_basis = purify::EpsilonBasis::Tensor;  // small: eps 0.5, big: eps 50
+  auto t = purify::compute_indicators(a, ft, &f, o, &eps);
+  EXPECT_DOUBLE_EQ(eps, (0.5 * 2 + 50.0 * 2) / 4);  // size-weighted mean of the per-tensor eps
+  EXPECT_TRUE(torch::allclose(t["small"], torch::tensor({1 / 0.5f, 1 / 2.5f})));
+  EXPECT_TRUE(torch::allclose(t["big"], torch::tensor({1 / 150.f, 1 / 150.f})));
+  // An all-zero tensor still gets a positive eps (no 0/0).
+  f["small"] = torch::zeros({2});
+  auto z = purify::compute_indicators(a, ft, &f, o);
+  EXPECT_TRUE(torch::isfinite(z["small"]).all().item<bool>());
+  EXPECT_EQ(util::parse_enum<purify::EpsilonBasis>("tensor"), purify::EpsilonBasis::Tensor);
+}
+
 TEST(Purify, FixedRhoRunsEndToEndOnTinyModel) {
   auto p = make_pair();
   auto data = tiny_data(40, 9);
@@ -191,4 +218,24 @@ TEST(Purify, FixedRhoRunsEndToEndOnTinyModel) {
   EXPECT_EQ(res.diagnosis.top_tokens.size(), 20u);
   o.reset_fraction.reset();
   EXPECT_THROW(purify::purify(*p.ft, p.pre_dir, tr, dv, tok, o, torch::kCPU), Error);  // needs rho or budget
+}
+
+TEST(Knob, RulesOnANonMonotoneCurve) {
+  using purify::KnobRule;
+  // suspect 0.80, budget 3 points -> threshold 0.77; 0.3 fails, 0.5 recovers by luck
+  std::vector<purify::KnobPoint> pts = {{0.05, 0.81}, {0.1, 0.79}, {0.3, 0.74}, {0.5, 0.78}, {0.9, 0.60}};
+  EXPECT_EQ(purify::choose_knob(pts, 0.80, 3, KnobRule::Largest), 3);
+  EXPECT_EQ(purify::choose_knob(pts, 0.80, 3, KnobRule::Prefix), 1);
+  // isotonic fit: 0.81, 0.79, 0.76, 0.76, 0.60 -> the pooled pair falls under 0.77
+  EXPECT_EQ(purify::choose_knob(pts, 0.80, 3, KnobRule::Isotonic), 1);
+  EXPECT_EQ(purify::choose_knob(pts, 0.80, 5, KnobRule::Isotonic), 3);  // threshold 0.75
+  EXPECT_EQ(purify::choose_knob(pts, 0.90, 1, KnobRule::Largest), -1);  // none within budget
+  EXPECT_EQ(purify::choose_knob({}, 0.80, 3, KnobRule::Prefix), -1);
+  EXPECT_THROW(purify::choose_knob({{0.5, 0.8}, {0.1, 0.8}}, 0.8, 3, KnobRule::Largest), Error);  // unsorted
+  auto fit = purify::isotonic_non_increasing({0.81, 0.79, 0.74, 0.78, 0.60});
+  ASSERT_EQ(fit.size(), 5u);
+  EXPECT_DOUBLE_EQ(fit[2], 0.76);
+  EXPECT_DOUBLE_EQ(fit[3], 0.76);
+  for (std::size_t i = 1; i < fit.size(); ++i) EXPECT_LE(fit[i], fit[i - 1]);
+  EXPECT_EQ(util::parse_enum<KnobRule>("isotonic"), KnobRule::Isotonic);
 }

@@ -17,20 +17,22 @@ json minimal_report() {
                {"distribution_log10", {{"p50", -3.0}, {"sampled", 10}}}, {"unaligned", json::array()}};
   return {{"chosen_rho", 0.01}, {"max_acc_drop_points", 3.0},
           {"selection", {{"reset_dimensions", 1}, {"per_layer", {{"embeddings", 1}}}, {"per_tensor", {{"w", 1}}}}},
-          {"suspect", {{"clean_dev_accuracy", 0.885}, {"asr", 1.0}}},
-          {"purified", {{"clean_dev_accuracy", 0.855}, {"asr", 0.285}}},
+          {"suspect", {{"clean_dev_accuracy", 0.885}, {"asr", 1.0}, {"flip_rate", 0.02}, {"test_accuracy", 0.90}}},
+          {"purified", {{"clean_dev_accuracy", 0.855}, {"asr", 0.285}, {"flip_rate", 0.0}, {"test_accuracy", 0.91}}},
           {"clean_train_examples", 8}, {"clean_dev_examples", 2}, {"scope", "global"},
           {"fine_tuning", {{"epochs", 3}, {"lr", 5e-5}, {"batch_size", 16}}},
           {"evaluated", {{{"rho", 0.01}, {"reset_dimensions", 1}, {"clean_dev_accuracy", 0.855}, {"asr", 0.285},
-                          {"within_budget", true}, {"seconds", 4.0}}}},
+                          {"flip_rate", 0.0}, {"test_accuracy", 0.91}, {"within_budget", true}, {"seconds", 4.0}}}},
           {"unlearning", nullptr}, {"neutralized", nullptr}, {"diagnosis", diag}};
 }
 }  // namespace
 
 TEST(PurifyReport, HeadlineAndPoints) {
   auto md = finepurify::report::purify_markdown(minimal_report());
-  for (auto s : {"rho = **0.01**", "within the accuracy budget of 3 points", "suspect 88.50% -> purified 85.50%",
-                 "suspect 100.00% -> purified 28.50%", "| 0.01 | 1 | 85.50% | 28.50% | yes | 4 |", "`c\\|f`"})
+  for (auto s : {"rho = **0.01**", "chosen by the `largest` rule under the clean-dev accuracy budget of 3 points",
+                 "suspect 88.50% -> purified 85.50%", "suspect 100.00% -> purified 28.50%",
+                 "| 0.01 | 1 | 85.50% | yes | 28.50% | 0.00% | 91.00% | 4 |", "suspect 2.00% -> purified 0.00%",
+                 "suspect 90.00% -> purified 91.00%", "`c\\|f`"})
     EXPECT_NE(md.find(s), std::string::npos) << s << "\n" << md;
   EXPECT_EQ(md.find("--neutralize-tokens"), std::string::npos);
   EXPECT_EQ(md.find("--unlearn-tokens"), std::string::npos);

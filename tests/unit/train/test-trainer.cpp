@@ -315,6 +315,22 @@ TEST(Evaluate, AttackSuccessRate) {
   EXPECT_DOUBLE_EQ(train::attack_success_rate({1, 1, 0}, {-1, 0, 0}, 1), 0.5);  // unlabelled rows do not count
 }
 
+TEST(Evaluate, FlipRateLeavesOutTheModelsOwnErrors) {
+  // clean rows: labels 0 1 2 0 -1 0, target 1 -> triggered rows come from rows 0, 2, 3, 5
+  const std::vector<int64_t> labels = {0, 1, 2, 0, -1, 0};
+  const auto src = train::non_target_rows(labels, 1);
+  EXPECT_EQ(src, (std::vector<int64_t>{0, 2, 3, 5}));
+  // clean predictions: row 0 right, row 2 wrong (predicted 1), row 3 right, row 5 right
+  const std::vector<int64_t> clean_pred = {0, 1, 1, 0, 0, 0};
+  // triggered: row 0 -> 1 (flip), row 2 -> 1 (already wrong: left out), row 3 -> 0, row 5 -> 1 (flip)
+  const std::vector<int64_t> trig_pred = {1, 1, 0, 1};
+  EXPECT_DOUBLE_EQ(train::flip_rate(clean_pred, labels, trig_pred, src, 1), 2.0 / 3.0);
+  EXPECT_DOUBLE_EQ(train::attack_success_rate(trig_pred, {0, 2, 0, 0}, 1), 0.75);  // the ASR counts row 2 too
+  EXPECT_DOUBLE_EQ(train::flip_rate({1, 1, 1, 1, 1, 1}, labels, trig_pred, src, 1), -1.0);  // no row right
+  EXPECT_THROW(train::flip_rate(clean_pred, labels, {1, 1}, src, 1), Error);                 // sizes differ
+  EXPECT_THROW(train::flip_rate(clean_pred, labels, {1}, {9}, 1), Error);                    // source outside
+}
+
 TEST(Data, CollatePadsRightAndBatchesCoverAll) {
   auto s = toy_set(10, 5);
   s.pad_id = 0;

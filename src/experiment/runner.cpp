@@ -3,6 +3,7 @@
 // then the report (report.cpp).
 #include "finepurify/experiment/runner.hpp"
 
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -264,7 +265,9 @@ void Runner::defense_unit(const DatasetSpec& ds, uint64_t seed, const AttackEntr
   spec.test = (fs::path(pm.dir) / "clean_test.tsv").string();
   spec.attack_test_paired = true;  // attack::run_attack builds the triggered set from clean_test in order
   spec.max_length = max_len;
+  const auto t0 = std::chrono::steady_clock::now();
   const auto res = purify::run_defense(spec, device_).result;
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::vector<json> rows;
   for (auto& pt : res.evaluated)
     rows.push_back({{"dataset", ds.name}, {"attack", at.name}, {"seed", seed}, {"defense", de.name},
@@ -274,6 +277,8 @@ void Runner::defense_unit(const DatasetSpec& ds, uint64_t seed, const AttackEntr
                     {"aligned_dims", res.diagnosis.aligned_dimensions}});
   store_.add(id, std::move(rows));
   eta_.done_cost += Eta::defense_cost(de.method, de.grid.size());
+  util::log(fmt::format("{} seed {}: attack {} -> defense {}: {} points in {:.0f}s wall (Fisher, search, evaluation)",
+                        ds.name, seed, at.name, de.name, res.evaluated.size(), wall));
   write_report(cfg_, store_.rows(), opt_.out);
 }
 

@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Reads an experiment's results.jsonl and prints, on the rows it holds (clean-dev accuracy alone
+decides; the scored "test" columns are the config's test set — in real-dev, dev rows the selection
+never sees):
+  analyze.py curves RESULTS.jsonl           every defense's ACC / ASR / flip (%) at each knob value
+  analyze.py rules RESULTS.jsonl [BUDGET..]  the point each knob rule picks under each budget"""
+import json, math, sys
+from collections import defaultdict
+
+
+def load(path):
+    """(base rows by (dataset, attack, seed), defense rows by (dataset, attack, seed) -> defense -> rows)."""
+    base, by = {}, defaultdict(lambda: defaultdict(list))
+    for line in open(path):
+        if not line.strip():
+            continue
+        r = json.loads(line)
+        key = (r["dataset"], r["attack"], r["seed"])
+        if r["defense"] == "none":
+            base[key] = r
+        else:
+            by[key][r["defense"]].append(r)
+    return base, by
+
+
+def pct(r, k):
+    v = r.get(k)
+    return "–" if v is None or v < 0 else f"{100*v:.1f}"
+
+def isotonic_decreasing(y):
+    """Pool-adjacent-violators fit of a non-increasing sequence (equal weights)."""
+    blocks = []  # [sum, count]
+    for v in y:
+        blocks.append([v, 1])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] < blocks[-1][0] / blocks[-1][1]:
+            s, c = blocks.pop()
+            blocks[-1][0] += s
+            blocks[-1][1] += c
+    out = []
+    for s, c in blocks:
+        out += [s / c] * c
+    return out
+
+
+def choose(points, suspect, budget, rule, n_dev):
+    """points: (knob, dev_acc) sorted by knob. Returns the index chosen or None."""
+    th = suspect - budget / 100.0 - 1e-12
+    acc = [p[1] for p in points]
+    if rule == "largest":
+        ok = [i for i, a in enumerate(acc) if a >= th]
+        return ok[-1] if ok else None
+    if rule == "prefix":
+        last = None
+        for i, a in enumerate(acc):
+            if a < th:
+                break
+            last = i
+        return last
+    if rule == "isotonic":
+        fit = isotonic_decreasing(acc)
+        ok = [i for i, a in enumerate(fit) if a >= th]
+        return ok[-1] if ok else None
+    if rule.startswith("margin"):  # largest whose dev acc clears the budget by k standard errors
+        k = float(rule[len("margin"):])
+        se = math.sqrt(max(suspect * (1 - suspect), 1e-6) / n_dev)
+        ok = [i for i, a in enumerate(acc) if a >= th + k * se]
+        return ok[-1] if ok else None
+    raise ValueError(rule)
+
+
+
+def curves(path):
+    base, by = load(path)
+    for key in sorted(by):
+        b = base.get(key)
+        print(f"\n## {key[0]} / {key[1]} / seed {key[2]}\n")
+        if b:
+            print(f"suspect: ACC {pct(b, 'test_acc')}, ASR {pct(b, 'asr')}, flip {pct(b, 'flip')}; clean model: "
+                  f"ACC {pct(b, 'clean_model_test_acc')}, ASR {pct(b, 'clean_model_asr')}, flip {pct(b, 'clean_model_flip')}\n")
+        knobs = sorted({r["knob"] for d in by[key].values() for r in d})
+        sus = next(iter(by[key].values()))[0]["suspect_dev_acc"]
+        print("| defense | " + " | ".join(f"{k:g}" for k in knobs) + f" | clean-dev ACC (suspect {100*sus:.2f}) |")
+        print("|---|" + "---|" * (len(knobs) + 1))
+        for d, pts in by[key].items():
+            at = {r["knob"]: r for r in pts}
+            cells = ["" if k not in at else f"{pct(at[k], 'test_acc')} / {pct(at[k], 'asr')} / {pct(at[k], 'flip')}"
+                     for k in knobs]
+            dev = ", ".join(f"{100*at[k]['dev_acc']:.1f}" for k in knobs if k in at)
+            print(f"| {d} | " + " | ".join(cells) + f" | {dev} |")
+
+
+def rules(path, budgets):
+    base, by = load(path)
+    names = ["largest", "prefix", "isotonic", "margin0.5", "margin1"]
+    for b in budgets:
+        print(f"\n## budget {b:g}: knob / ACC / ASR / flip per rule\n")
+        print("| dataset | attack | seed | defense | " + " | ".join(names) + " |")
+        print("|---|---|---|---|" + "---|" * len(names))
+        for key in sorted(by):
+            for d, pts in by[key].items():
+                pts = sorted(pts, key=lambda r: r["knob"])
+                knobbed = [r for r in pts if r["knob"] > 0] or pts
+                cells = []
+                for rule in names:
+                    i = choose([(r["knob"], r["dev_acc"]) for r in knobbed], pts[0]["suspect_dev_acc"], b, rule, N_DEV)
+                    r = knobbed[i] if i is not None else None
+                    cells.append("none" if r is None else
+                                 f"{r['knob']:g} / {pct(r, 'test_acc')} / {pct(r, 'asr')} / {pct(r, 'flip')}")
+                print(f"| {key[0]} | {key[1]} | {key[2]} | {d} | " + " | ".join(cells) + " |")
+
+
+N_DEV = 300  # clean-dev rows (the margin rules' standard error)
+
+if __name__ == "__main__":
+    if len(sys.argv) < 3 or sys.argv[1] not in ("curves", "rules"):
+        sys.exit(__doc__)
+    if sys.argv[1] == "curves":
+        curves(sys.argv[2])
+    else:
+        rules(sys.argv[2], [float(x) for x in sys.argv[3:]] or [1, 3, 5])

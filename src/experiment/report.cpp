@@ -32,10 +32,10 @@ const json* choose_under_budget(const std::vector<json>& rows, const std::string
     if (method == "finetune" || method == "reinit") return &r;  // no knob: the single point
     if (r.value("knob", 0.0) > 0) grid.push_back(&r);
   }
+  if (grid.empty()) return fallback;
   std::sort(grid.begin(), grid.end(), [](auto* a, auto* b) { return a->value("knob", 0.0) < b->value("knob", 0.0); });
   std::vector<purify::KnobPoint> pts;
   for (auto* r : grid) pts.push_back({r->value("knob", 0.0), r->value("dev_acc", 0.0)});
-  if (grid.empty()) return fallback;
   const auto i = purify::choose_knob(pts, grid.front()->value("suspect_dev_acc", 0.0), points, rule);
   return i >= 0 ? grid[static_cast<std::size_t>(i)] : fallback;
 }
@@ -138,6 +138,16 @@ std::string header_md(const ReportInput& c) {
   return md;
 }
 
+/// The clean reference model's ASR and flip rate over seeds (the floor a defense can reach).
+std::pair<Stat, Stat> floor_of(const ReportInput& c, const std::string& ds, const std::string& at) {
+  Stat asr, flip;
+  for (auto* r : c.rows_of(ds, at, "none")) {
+    if (r->contains("clean_model_asr")) asr.v.push_back(r->value("clean_model_asr", 0.0));
+    if (r->value("clean_model_flip", -1.0) >= 0) flip.v.push_back(r->value("clean_model_flip", 0.0));
+  }
+  return {asr, flip};
+}
+
 std::string attacks_md(const ReportInput& c) {
   std::string md;
   md += "## Attacks on the undefended model\n\nThe clean fine-tune is trained on the same rows without poison; its "
@@ -149,11 +159,10 @@ std::string attacks_md(const ReportInput& c) {
         "poisoned ASR | poisoned flip |\n|---|---|---|---|---|---|---|---|\n";
   for (auto& ds : c.datasets)
     for (auto& at : c.attacks) {
-      Stat ca, casr, cflip, pa, asr, flip;
+      Stat ca, pa, asr, flip;
+      const auto [casr, cflip] = floor_of(c, ds, at);
       for (auto* r : c.rows_of(ds, at, "none")) {
         ca.v.push_back(r->value("clean_model_test_acc", 0.0));
-        if (r->contains("clean_model_asr")) casr.v.push_back(r->value("clean_model_asr", 0.0));
-        if (r->value("clean_model_flip", -1.0) >= 0) cflip.v.push_back(r->value("clean_model_flip", 0.0));
         pa.v.push_back(r->value("test_acc", 0.0));
         asr.v.push_back(r->value("asr", 0.0));
         if (r->value("flip", -1.0) >= 0) flip.v.push_back(r->value("flip", 0.0));
@@ -177,11 +186,7 @@ std::string budget_tables_md(const ReportInput& c) {
     md += "\n";
     for (auto& ds : c.datasets)
       for (auto& at : c.attacks) {
-        Stat floor_asr, floor_flip;
-        for (auto* r : c.rows_of(ds, at, "none")) {
-          if (r->contains("clean_model_asr")) floor_asr.v.push_back(r->value("clean_model_asr", 0.0));
-          if (r->value("clean_model_flip", -1.0) >= 0) floor_flip.v.push_back(r->value("clean_model_flip", 0.0));
-        }
+        const auto [floor_asr, floor_flip] = floor_of(c, ds, at);
         std::string line = fmt::format("| {} | {} | {} / {} |", ds, at, floor_asr.str(), floor_flip.str());
         bool any = false;
         for (auto& de : c.defenses) {

@@ -34,16 +34,19 @@ std::vector<double> isotonic_non_increasing(const std::vector<double>& y) {
   return fit;
 }
 
+bool within_budget(double dev_accuracy, double suspect_dev, double budget_points) {
+  return dev_accuracy >= suspect_dev - budget_points / 100.0 - 1e-12;
+}
+
 int64_t choose_knob(const std::vector<KnobPoint>& points, double suspect_dev, double budget_points, KnobRule rule) {
   for (std::size_t i = 1; i < points.size(); ++i)
     if (!(points[i - 1].knob < points[i].knob)) throw Error(ErrorKind::Internal, "choose_knob: points not sorted by knob");
-  const double threshold = suspect_dev - budget_points / 100.0 - 1e-12;
   std::vector<double> acc;
   for (auto& p : points) acc.push_back(p.dev_accuracy);
   if (rule == KnobRule::Isotonic) acc = isotonic_non_increasing(acc);
   int64_t chosen = -1;
   for (std::size_t i = 0; i < acc.size(); ++i) {
-    if (acc[i] >= threshold)
+    if (within_budget(acc[i], suspect_dev, budget_points))
       chosen = static_cast<int64_t>(i);
     else if (rule == KnobRule::Prefix)
       break;

@@ -268,8 +268,7 @@ EvaluatedPoint Run::evaluate(double rho) {
   pt.dev_accuracy = train::evaluate(m_, dev_, device_).accuracy;
   pt.measured = measured();
   pt.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  pt.within_budget =
-      !opt_.max_acc_drop || pt.dev_accuracy >= res_.suspect_dev_accuracy - *opt_.max_acc_drop / 100.0 - 1e-12;
+  pt.within_budget = !opt_.max_acc_drop || within_budget(pt.dev_accuracy, res_.suspect_dev_accuracy, *opt_.max_acc_drop);
   util::log(fmt::format("{} {}={}: {} {} dims, clean-dev accuracy {:.2f}%{}{} ({:.0f}s)", method, knob, rho,
                         opt_.method == Defense::FinePruning ? "pruned" : "reset", pt.reset_dims, 100 * pt.dev_accuracy,
                         measured_text(pt.measured),

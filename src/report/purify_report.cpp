@@ -27,7 +27,8 @@ std::string diagnosis_markdown(const json& d, int top_tensors) {
   md += fmt::format("Indicator `{}` (epsilon = {:.3g} = {:g} x mean Fisher{}), Fisher at `w_{}` on {} clean examples; "
                     "{} aligned tensors, {} dimensions.\n\n",
                     d.value("indicator", "?"), d.value("epsilon", 0.0), d.value("epsilon_scale", 0.0),
-                    per_tensor ? " of each tensor, size-weighted mean shown" : "", d.value("fisher_at", "?"), d.value("fisher_examples", 0), d.value("aligned_tensors", 0),
+                    per_tensor ? " of each tensor, size-weighted mean shown" : "", d.value("fisher_at", "?"),
+                    d.value("fisher_examples", 0), d.value("aligned_tensors", 0),
                     d.value("aligned_dimensions", 0));
   md += "### Top suspicious tokens (indicator mass of their word-embedding rows)\n\n"
         "A word-trigger backdoor shows up here: a rare token whose row drifted far although clean data "

@@ -1,8 +1,16 @@
-// Reads VmHWM / VmRSS from /proc/self/status.
+// Reads VmHWM / VmRSS from /proc/self/status; purges the allocator's free pages (jemalloc's mallctl,
+// found at run time as a weak symbol so the library links without jemalloc, or glibc's malloc_trim).
 #include "finepurify/util/memory.hpp"
 
+#include <malloc.h>
+
+#include <cstddef>
 #include <fstream>
 #include <string>
+
+// jemalloc's control interface; null unless the process is linked with (or preloads) jemalloc.
+extern "C" int mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp, size_t newlen)
+    __attribute__((weak));
 
 namespace finepurify::util {
 
@@ -17,5 +25,14 @@ static int64_t status_kb(const char* key) {
 
 int64_t peak_rss_bytes() { return status_kb("VmHWM"); }
 int64_t current_rss_bytes() { return status_kb("VmRSS"); }
+
+void release_free_memory() {
+  if (mallctl != nullptr) {
+    // "arena.<MALLCTL_ARENAS_ALL>.purge" (4096 in jemalloc 5): dirty and muzzy pages of every arena.
+    mallctl("arena.4096.purge", nullptr, nullptr, nullptr, 0);
+    return;
+  }
+  malloc_trim(0);
+}
 
 }  // namespace finepurify::util

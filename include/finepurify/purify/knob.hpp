@@ -20,8 +20,10 @@ struct KnobPoint {
   double dev_accuracy = 0;  ///< in [0, 1]
 };
 
+/// The budget check every rule applies: accuracy >= suspect_dev - budget_points / 100 (accuracies in [0, 1]).
+bool within_budget(double dev_accuracy, double suspect_dev, double budget_points);
+
 /// Index of the chosen point in `points` (sorted by knob, ascending), or -1 when none qualifies.
-/// Within budget: accuracy >= suspect_dev - budget_points / 100.
 int64_t choose_knob(const std::vector<KnobPoint>& points, double suspect_dev, double budget_points, KnobRule rule);
 
 /// The non-increasing least-squares fit of `y` (equal weights).

@@ -155,7 +155,7 @@ CleanModel Runner::clean_model(const DatasetSpec& ds, uint64_t seed, const Prepa
   CleanModel c;
   c.key = {{"kind", "clean"}, {"pretrained", pre_hash_}, {"train", util::sha256_file(data.attacker_train)},
            {"epochs", atrain.epochs}, {"lr", atrain.lr}, {"batch_size", atrain.batch_size}, {"max_length", max_len},
-           {"seed", seed}, {"num_labels", data.num_labels}};
+           {"seed", seed}, {"num_labels", data.num_labels}, {"length_window", train::TrainOptions{}.length_window}};
   c.dir = (fs::path(opt_.out) / "cache" / ("clean-" + util::sha256_string(c.key.dump()).substr(0, 16))).string();
   c.cached = fs::exists(fs::path(c.dir) / "config.json");
   if (c.cached) eta_.total_cost -= Eta::kModel;  // the ETA counts only work this run does
@@ -204,6 +204,7 @@ PoisonedModel Runner::poisoned_model(const DatasetSpec& ds, uint64_t seed, const
   // Non-default pair side / LWP combination only (keeps keys of earlier caches valid).
   if (spec.side != "a") p.key["side"] = spec.side;
   if (spec.combination != 2) p.key["combination"] = spec.combination;
+  p.key["length_window"] = spec.opt.length_window;  // training batches grouped by length (since 2026-12)
   p.dir = (fs::path(opt_.out) / "cache" / ("attack-" + util::sha256_string(p.key.dump()).substr(0, 16))).string();
   if (!fs::exists(fs::path(p.dir) / "attack.json")) {
     util::log(eta_.line(fmt::format("{} seed {}: attack {}", ds.name, seed, at.name)));
@@ -248,7 +249,8 @@ void Runner::defense_unit(const DatasetSpec& ds, uint64_t seed, const AttackEntr
       {"attack", pm.key},
       {"defense", {{"method", de.method}, {"grid", de.grid}, {"options", de.options}}},
       {"defense_training",
-       {{"epochs", cfg_.defense_train.epochs}, {"lr", cfg_.defense_train.lr}, {"batch_size", cfg_.defense_train.batch_size}}},
+       {{"epochs", cfg_.defense_train.epochs}, {"lr", cfg_.defense_train.lr}, {"batch_size", cfg_.defense_train.batch_size},
+        {"length_window", spec.purify.train.length_window}}},
       {"max_acc_drop", *spec.purify.max_acc_drop},
       {"fisher_examples", cfg_.fisher_examples},
       {"clean_data", clean_hashes},

@@ -90,6 +90,25 @@ std::vector<std::vector<int64_t>> length_sorted_batches(const TokenizedSet& s, i
   return out;
 }
 
+std::vector<std::vector<int64_t>> length_grouped_batches(const TokenizedSet& s, int64_t batch_size, int64_t window,
+                                                         uint64_t seed) {
+  if (window <= 1) return make_batches(s.size(), batch_size, true, seed);
+  std::vector<int64_t> order(s.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937_64 rng(seed);
+  std::shuffle(order.begin(), order.end(), rng);
+  const int64_t span = batch_size * window;
+  for (int64_t i = 0; i < s.size(); i += span)
+    std::stable_sort(order.begin() + i, order.begin() + std::min(s.size(), i + span), [&](int64_t a, int64_t b) {
+      return s.encodings[a].input_ids.size() > s.encodings[b].input_ids.size();
+    });
+  std::vector<std::vector<int64_t>> out;
+  for (int64_t i = 0; i < s.size(); i += batch_size)
+    out.emplace_back(order.begin() + i, order.begin() + std::min(s.size(), i + batch_size));
+  std::shuffle(out.begin(), out.end(), rng);
+  return out;
+}
+
 text::Dataset read_task_data(const std::string& path, const model::ModelConfig& c, bool require_labels,
                              const std::string& text_column, const std::string& pair_column,
                              const std::string& label_column) {

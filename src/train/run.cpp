@@ -22,6 +22,8 @@ const util::Fields<FinetuneSpec>& finetune_fields() {
       FP_OPTION(S, "epochs", "epochs", opt.epochs).at_least(0),
       FP_OPTION(S, "steps", "stop after N optimizer steps (overrides --epochs)", opt.max_steps).at_least(0),
       FP_OPTION(S, "batch_size", "batch size", opt.batch_size).at_least(1),
+      FP_OPTION(S, "length_window", "group batches by length within windows of N batches (1 = plain shuffle)",
+                opt.length_window).at_least(1),
       FP_OPTION(S, "lr", "peak learning rate (AdamW)", opt.lr).at_least(0),
       FP_OPTION(S, "weight_decay", "AdamW weight decay (not on biases/LayerNorm)", opt.weight_decay).at_least(0),
       FP_OPTION(S, "warmup_ratio", "linear warm-up fraction", opt.warmup_ratio).range(0, 1),

@@ -88,7 +88,7 @@ double train_epoch(model::SequenceClassifierImpl& m, const TokenizedSet& train, 
   m.train();
   double loss_sum = 0;
   int64_t loss_n = 0;
-  for (auto& idx : make_batches(train.size(), opt.batch_size, true, opt.seed + epoch)) {
+  for (auto& idx : length_grouped_batches(train, opt.batch_size, opt.length_window, opt.seed + epoch)) {
     if (res.steps >= sched.total) break;
     for (auto& g : o.adamw->param_groups())
       static_cast<torch::optim::AdamWOptions&>(g.options()).lr(sched.lr_at(res.steps));

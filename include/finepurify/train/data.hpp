@@ -42,5 +42,10 @@ Batch collate(const TokenizedSet& s, const std::vector<int64_t>& idx, torch::Dev
 std::vector<std::vector<int64_t>> make_batches(int64_t n, int64_t batch_size, bool shuffle, uint64_t seed);
 /// Like make_batches without shuffling but grouping similar lengths (for fast inference).
 std::vector<std::vector<int64_t>> length_sorted_batches(const TokenizedSet& s, int64_t batch_size);
+/// Shuffled training batches of similar lengths (less padding): a seeded permutation cut into windows
+/// of `window` batches, each window sorted by length and cut into batches, then the batch order
+/// shuffled. Every row once per call; deterministic in `seed`. window <= 1: same as make_batches.
+std::vector<std::vector<int64_t>> length_grouped_batches(const TokenizedSet& s, int64_t batch_size, int64_t window,
+                                                         uint64_t seed);
 
 }  // namespace finepurify::train

@@ -18,6 +18,9 @@ struct TrainOptions {
   int epochs = 3;
   int64_t max_steps = 0;        ///< > 0: stop after this many optimizer steps (overrides epochs)
   int64_t batch_size = 32;
+  /// Training batches of similar lengths: rows sorted by length within shuffled windows of this many
+  /// batches (train::length_grouped_batches); less padding, the same rows each epoch. 1 = plain shuffle.
+  int64_t length_window = 50;
   double lr = 5e-5;
   double weight_decay = 0.01;
   double warmup_ratio = 0.06;   ///< fraction of total steps with linear warm-up

@@ -352,4 +352,34 @@ TEST(Data, CollatePadsRightAndBatchesCoverAll) {
   EXPECT_EQ(train::make_batches(10, 4, true, 1), batches);
 }
 
+/// Padded tokens of a batching: sum over batches of (batch size x longest row).
+int64_t padded_tokens(const train::TokenizedSet& s, const std::vector<std::vector<int64_t>>& batches) {
+  int64_t total = 0;
+  for (auto& b : batches) {
+    size_t longest = 0;
+    for (auto i : b) longest = std::max(longest, s.encodings[i].input_ids.size());
+    total += static_cast<int64_t>(longest * b.size());
+  }
+  return total;
+}
+
+TEST(Data, LengthGroupedBatchesCoverEveryRowOnceWithLessPadding) {
+  const auto s = toy_set(203, 7);
+  const auto grouped = train::length_grouped_batches(s, 8, 5, 3);
+  ASSERT_EQ(grouped.size(), 26u);  // ceil(203 / 8)
+  std::vector<int64_t> all;
+  for (auto& b : grouped) {
+    EXPECT_LE(b.size(), 8u);
+    all.insert(all.end(), b.begin(), b.end());
+  }
+  std::sort(all.begin(), all.end());
+  ASSERT_EQ(all.size(), 203u);
+  for (int64_t i = 0; i < 203; ++i) EXPECT_EQ(all[i], i);
+  EXPECT_EQ(train::length_grouped_batches(s, 8, 5, 3), grouped);  // deterministic in the seed
+  EXPECT_NE(train::length_grouped_batches(s, 8, 5, 4), grouped);  // and shuffled by it
+  const auto plain = train::make_batches(s.size(), 8, true, 3);
+  EXPECT_EQ(train::length_grouped_batches(s, 8, 1, 3), plain);  // window 1: plain shuffled batches
+  EXPECT_LT(padded_tokens(s, grouped), padded_tokens(s, plain) * 9 / 10);
+}
+
 }  // namespace

@@ -104,9 +104,11 @@ class Runner {
   int64_t run();
 
  private:
-  bool selected(const DatasetSpec& d) const {
-    return opt_.datasets.empty() || std::find(opt_.datasets.begin(), opt_.datasets.end(), d.name) != opt_.datasets.end();
+  /// Whether a config entry runs: the filter (RunOptions::datasets / attacks / defenses) is empty or names it.
+  static bool picked(const std::vector<std::string>& filter, const std::string& name) {
+    return filter.empty() || std::find(filter.begin(), filter.end(), name) != filter.end();
   }
+  bool selected(const DatasetSpec& d) const { return picked(opt_.datasets, d.name); }
   void plan();
   CleanModel clean_model(const DatasetSpec& ds, uint64_t seed, const PreparedData& data);
   PoisonedModel poisoned_model(const DatasetSpec& ds, uint64_t seed, const AttackEntry& at, const PreparedData& data,
@@ -130,19 +132,29 @@ int max_length_of(const ExperimentConfig& cfg, const DatasetSpec& ds) {
   return ds.max_length > 0 ? ds.max_length : cfg.max_length;
 }
 
+/// Throws naming the option when a filter names an entry the config does not list.
+template <class Entry>
+void check_filter(const std::vector<std::string>& filter, const std::vector<Entry>& entries, const char* option,
+                  const std::string& config_path) {
+  for (auto& name : filter)
+    if (std::none_of(entries.begin(), entries.end(), [&](const Entry& e) { return e.name == name; }))
+      throw Error(ErrorKind::InvalidArgument,
+                  fmt::format("experiment: {} names \"{}\", which {} does not list", option, name, config_path));
+}
+
 void Runner::plan() {
-  for (auto& name : opt_.datasets)
-    if (std::none_of(cfg_.datasets.begin(), cfg_.datasets.end(), [&](const DatasetSpec& d) { return d.name == name; }))
-      throw Error(ErrorKind::InvalidArgument, "experiment: --datasets names \"" + name + "\", which " + cfg_.config_path +
-                                                  " does not list");
+  check_filter(opt_.datasets, cfg_.datasets, "--datasets", cfg_.config_path);
+  check_filter(opt_.attacks, cfg_.attacks, "--attacks", cfg_.config_path);
+  check_filter(opt_.defenses, cfg_.defenses, "--defenses", cfg_.config_path);
   for (auto& ds : cfg_.datasets) {
     if (!selected(ds)) continue;
     for (auto seed : cfg_.seeds) {
       eta_.total_cost += Eta::kModel;  // clean model
       for (auto& at : cfg_.attacks) {
+        if (!picked(opt_.attacks, at.name)) continue;
         eta_.total_cost += Eta::kModel;
         for (auto& de : cfg_.defenses)
-          if (!store_.has_rows(unit_key(ds.name, seed, at.name, de.name)))
+          if (picked(opt_.defenses, de.name) && !store_.has_rows(unit_key(ds.name, seed, at.name, de.name)))
             eta_.total_cost += Eta::defense_cost(de.method, de.grid.size());
       }
     }
@@ -295,10 +307,12 @@ void Runner::dataset_seed(const DatasetSpec& ds, uint64_t seed) {
                              {"clean_dev", data.clean_dev.empty() ? std::string() : util::sha256_file(data.clean_dev)}};
   auto clean = clean_model(ds, seed, data);
   for (auto& at : cfg_.attacks) {
+    if (!picked(opt_.attacks, at.name)) continue;
     const auto pm = poisoned_model(ds, seed, at, data, clean);
     base_unit(ds, seed, at, clean, pm);
     util::release_free_memory();
-    for (auto& de : cfg_.defenses) defense_unit(ds, seed, at, de, data, clean_hashes, pm);
+    for (auto& de : cfg_.defenses)
+      if (picked(opt_.defenses, de.name)) defense_unit(ds, seed, at, de, data, clean_hashes, pm);
   }
 }
 

@@ -12,7 +12,7 @@ using namespace finepurify;
 void register_experiment(CLI::App& app) {
   struct Args {
     std::string config, out;
-    std::vector<std::string> datasets;
+    std::vector<std::string> datasets, attacks, defenses;
     bool report_only = false;
   };
   auto a = std::make_shared<Args>();
@@ -22,6 +22,9 @@ void register_experiment(CLI::App& app) {
   cmd->add_option("--out", a->out, "output folder (default runs/<config name>); rerunning resumes");
   cmd->add_option("--datasets", a->datasets, "run only these datasets of the config (comma-separated); the report "
                   "still covers every row in results.jsonl")->delimiter(',');
+  cmd->add_option("--attacks", a->attacks, "run only these attacks of the config (comma-separated)")->delimiter(',');
+  cmd->add_option("--defenses", a->defenses, "run only these defenses of the config (comma-separated; the "
+                  "undefended row always runs)")->delimiter(',');
   cmd->add_flag("--report-only", a->report_only, "rebuild tables and plots from results.jsonl without running");
   cmd->callback([a]() {
     auto cfg = experiment::load_config(a->config);
@@ -29,6 +32,8 @@ void register_experiment(CLI::App& app) {
     ro.out = a->out.empty() ? "runs/" + cfg.name : a->out;
     ro.report_only = a->report_only;
     ro.datasets = a->datasets;
+    ro.attacks = a->attacks;
+    ro.defenses = a->defenses;
     auto n = experiment::run(cfg, ro, globals().dev());
     std::cout << fmt::format("{} result rows; report: {}/report.md (tables), {}/results.csv\n", n, ro.out, ro.out);
   });

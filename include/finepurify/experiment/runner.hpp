@@ -68,6 +68,8 @@ struct RunOptions {
   std::string out;             ///< output folder (results, cache, report)
   bool report_only = false;    ///< rebuild tables/plots from results.jsonl without running anything
   std::vector<std::string> datasets;  ///< run only these config datasets (empty = all); the report covers every row
+  std::vector<std::string> attacks;   ///< run only these config attacks (empty = all)
+  std::vector<std::string> defenses;  ///< run only these config defenses (empty = all; the undefended row always)
 };
 
 /// Runs everything not already in `out/results.jsonl` (resume), then writes results.csv,

@@ -296,10 +296,11 @@ TEST(ExperimentRunner, ChangedSettingsRerunTheirUnitsAndReplaceOldRows) {
   j["attacks"] = {{{"name", "badword"}, {"method", "badword"}, {"options", {{"triggers", {"cf"}}}}}};
   j["defenses"] = {{{"name", "finetune"}, {"method", "finetune"}},
                    {{"name", "fine-purifying"}, {"method", "fine-purifying"}, {"grid", {0.1}}}};
-  auto run_with = [&](const json& config) {
+  auto run_with = [&](const json& config, std::vector<std::string> defenses = {}) {
     fp_test::write_file((dir / "c.json").string(), config.dump(2));
     experiment::RunOptions ro;
     ro.out = (dir / "out").string();
+    ro.defenses = std::move(defenses);
     return experiment::run(experiment::load_config((dir / "c.json").string()), ro, torch::kCPU);
   };
   auto rows_of = [&](const std::string& defense) {
@@ -308,7 +309,10 @@ TEST(ExperimentRunner, ChangedSettingsRerunTheirUnitsAndReplaceOldRows) {
       if (r["defense"] == defense) out.push_back(r);
     return out;
   };
-  EXPECT_EQ(run_with(j), 3);  // undefended + finetune + one fine-purifying point
+  EXPECT_THROW(run_with(j, {"finetune", "nope"}), Error);  // a filter naming no defense of the config
+  EXPECT_EQ(run_with(j, {"finetune"}), 2);                 // --defenses finetune: undefended + finetune
+  EXPECT_TRUE(rows_of("fine-purifying").empty());
+  EXPECT_EQ(run_with(j), 3);  // then the rest: + one fine-purifying point
   const auto finetune_before = rows_of("finetune");
   ASSERT_EQ(finetune_before.size(), 1u);
   ASSERT_EQ(rows_of("fine-purifying").size(), 1u);

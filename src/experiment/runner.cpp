@@ -292,7 +292,7 @@ void Runner::defense_unit(const DatasetSpec& ds, uint64_t seed, const AttackEntr
   store_.add(id, std::move(rows));
   eta_.done_cost += Eta::defense_cost(de.method, de.grid.size());
   // jemalloc is set never to return free pages by itself; without a purge per unit the runner's
-  // resident memory grew by ~2 GB a unit with fragmentation (23 GB after ten units on real-dev).
+  // resident memory grew by ~2 GB a unit in cached free pages (23 GB after ten units on real-dev).
   util::release_free_memory();
   util::log(fmt::format("{} seed {}: attack {} -> defense {}: {} points in {:.0f}s wall (Fisher, search, evaluation); "
                         "resident memory {:.2f} GB after the unit",

@@ -11,6 +11,6 @@ int64_t current_rss_bytes();
 /// Returns the free pages the allocator keeps for reuse to the system (jemalloc's purge of all arenas,
 /// when the process runs on jemalloc; glibc's malloc_trim otherwise). The CLI configures jemalloc never
 /// to return them by itself (fastest for training); a long-lived process that runs unit after unit
-/// (the experiment runner) calls this between units, or its resident memory grows with fragmentation.
+/// (the experiment runner) calls this between units, or its resident memory grows with cached free pages.
 void release_free_memory();
 }  // namespace finepurify::util

@@ -65,6 +65,17 @@ Batch collate(const TokenizedSet& s, const std::vector<int64_t>& idx, torch::Dev
   return b;
 }
 
+namespace {
+/// Consecutive slices of `order`, batch_size rows each (the last one shorter).
+std::vector<std::vector<int64_t>> cut_into_batches(const std::vector<int64_t>& order, int64_t batch_size) {
+  const auto n = static_cast<int64_t>(order.size());
+  std::vector<std::vector<int64_t>> out;
+  for (int64_t i = 0; i < n; i += batch_size)
+    out.emplace_back(order.begin() + i, order.begin() + std::min(n, i + batch_size));
+  return out;
+}
+}  // namespace
+
 std::vector<std::vector<int64_t>> make_batches(int64_t n, int64_t batch_size, bool shuffle, uint64_t seed) {
   std::vector<int64_t> order(n);
   std::iota(order.begin(), order.end(), 0);
@@ -72,10 +83,7 @@ std::vector<std::vector<int64_t>> make_batches(int64_t n, int64_t batch_size, bo
     std::mt19937_64 rng(seed);
     std::shuffle(order.begin(), order.end(), rng);
   }
-  std::vector<std::vector<int64_t>> out;
-  for (int64_t i = 0; i < n; i += batch_size)
-    out.emplace_back(order.begin() + i, order.begin() + std::min(n, i + batch_size));
-  return out;
+  return cut_into_batches(order, batch_size);
 }
 
 std::vector<std::vector<int64_t>> length_sorted_batches(const TokenizedSet& s, int64_t batch_size) {
@@ -84,10 +92,7 @@ std::vector<std::vector<int64_t>> length_sorted_batches(const TokenizedSet& s, i
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
     return s.encodings[a].input_ids.size() < s.encodings[b].input_ids.size();
   });
-  std::vector<std::vector<int64_t>> out;
-  for (int64_t i = 0; i < s.size(); i += batch_size)
-    out.emplace_back(order.begin() + i, order.begin() + std::min(s.size(), i + batch_size));
-  return out;
+  return cut_into_batches(order, batch_size);
 }
 
 std::vector<std::vector<int64_t>> length_grouped_batches(const TokenizedSet& s, int64_t batch_size, int64_t window,
@@ -102,9 +107,7 @@ std::vector<std::vector<int64_t>> length_grouped_batches(const TokenizedSet& s, 
     std::stable_sort(order.begin() + i, order.begin() + std::min(s.size(), i + span), [&](int64_t a, int64_t b) {
       return s.encodings[a].input_ids.size() > s.encodings[b].input_ids.size();
     });
-  std::vector<std::vector<int64_t>> out;
-  for (int64_t i = 0; i < s.size(); i += batch_size)
-    out.emplace_back(order.begin() + i, order.begin() + std::min(s.size(), i + batch_size));
+  auto out = cut_into_batches(order, batch_size);
   std::shuffle(out.begin(), out.end(), rng);
   return out;
 }

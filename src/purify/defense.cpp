@@ -46,6 +46,7 @@ const util::Fields<DefenseSpec>& defense_fields() {
       FP_OPTION(S, "probe_min_flip",
                 "flip share that makes a probed token a trigger candidate", purify.diagnose.probe_min_flip).range(0, 1),
       FP_OPTION(S, "scope", "where rho applies", purify.scope),
+      FP_OPTION(S, "word_embedding", "the word-embedding matrix in the reset", purify.word_embedding),
       FP_OPTION(S, "reset_fraction", "fixed reset fraction rho in [0, 1]", purify.reset_fraction).range(0, 1),
       FP_OPTION(S, "max_acc_drop",
                 "accuracy budget in points: search rho on the grid", purify.max_acc_drop).at_least(0),

@@ -239,7 +239,7 @@ Masks Run::apply_knob(double rho, train::TrainOptions& topt) {
         if (ps[n].grad().defined()) ps[n].mutable_grad().masked_fill_(mk, 0.0);
     };
   } else if (rho > 0) {
-    masks = select_top(a.aligned, diag_.r, rho, opt_.scope);
+    masks = select_reset(a.aligned, diag_.r, rho, opt_.scope, opt_.word_embedding, m_.word_embedding_name());
     if (epur_.defined()) {
       const auto word = m_.word_embedding_name();
       masks[word] = masks.count(word) ? masks[word].logical_or(epur_) : epur_;

@@ -1,6 +1,7 @@
 // Indicators and exact linear-time top-k selection with deterministic tie-breaking.
 #include "finepurify/purify/select.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -23,6 +24,14 @@ const util::EnumTable<Indicator>& enum_table(Indicator) {
 const util::EnumTable<Scope>& enum_table(Scope) {
   static const util::EnumTable<Scope> t{
       "scope", {{Scope::Global, "global", "top rho of all aligned dimensions"}, {Scope::Tensor, "tensor", "top rho of each tensor"}}};
+  return t;
+}
+
+const util::EnumTable<WordEmbedding>& enum_table(WordEmbedding) {
+  static const util::EnumTable<WordEmbedding> t{
+      "word-embedding policy",
+      {{WordEmbedding::Rank, "rank", "ranked with the other tensors"},
+       {WordEmbedding::Keep, "keep", "never reset (rho applies to the other tensors; see --neutralize-tokens)"}}};
   return t;
 }
 
@@ -169,6 +178,19 @@ std::map<std::string, torch::Tensor> select_top(const std::vector<std::string>& 
   } else {
     for (auto& n : order) select_group({n});
   }
+  return masks;
+}
+
+std::map<std::string, torch::Tensor> select_reset(const std::vector<std::string>& order,
+                                                  const std::map<std::string, torch::Tensor>& r, double rho,
+                                                  Scope scope, WordEmbedding policy, const std::string& word) {
+  const bool keep = policy == WordEmbedding::Keep && std::find(order.begin(), order.end(), word) != order.end();
+  if (!keep) return select_top(order, r, rho, scope);
+  std::vector<std::string> rest;
+  for (auto& n : order)
+    if (n != word) rest.push_back(n);
+  auto masks = rest.empty() ? std::map<std::string, torch::Tensor>{} : select_top(rest, r, rho, scope);
+  masks[word] = torch::zeros(r.at(word).sizes(), torch::kBool);
   return masks;
 }
 

@@ -101,6 +101,7 @@ json purify_json(const purify::PurifyResult& r, const std::string& dev_note) {
       {"max_acc_drop_points", o.max_acc_drop ? json(*o.max_acc_drop) : json(nullptr)},
       {"knob_rule", util::name_of(o.knob_rule)},
       {"scope", util::name_of(o.scope)},
+      {"word_embedding", util::name_of(o.word_embedding)},
       {"reinit_head", o.reinit_head},
       {"unlearning", action_json(r.unlearning, true)},
       {"neutralized", action_json(r.neutralized, false)},

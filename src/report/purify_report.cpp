@@ -104,8 +104,8 @@ std::string purify_markdown(const json& r) {
   md += fmt::format("- clean data: {} examples for Fisher and fine-tuning, {} for selection{}\n",
                     r["clean_train_examples"].get<int64_t>(), r["clean_dev_examples"].get<int64_t>(),
                     r.value("clean_dev_note", ""));
-  md += fmt::format("- scope `{}`, fine-tuning after reset: {} epochs, lr {}, batch {}\n", r["scope"].get<std::string>(),
-                    r["fine_tuning"]["epochs"].get<int>(), r["fine_tuning"]["lr"].get<double>(),
+  md += fmt::format("- scope `{}`, word embedding `{}`, fine-tuning after reset: {} epochs, lr {}, batch {}\n",
+                    r["scope"].get<std::string>(), r.value("word_embedding", "rank"), r["fine_tuning"]["epochs"].get<int>(), r["fine_tuning"]["lr"].get<double>(),
                     r["fine_tuning"]["batch_size"].get<int64_t>());
   auto token_list = [](const json& toks) {
     std::string s;

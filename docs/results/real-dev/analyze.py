@@ -60,6 +60,18 @@ def choose(points, suspect, budget, rule, n_dev):
         fit = isotonic_decreasing(acc)
         ok = [i for i, a in enumerate(fit) if a >= th]
         return ok[-1] if ok else None
+    if rule == "tie":  # largest, then down while the next smaller knob has the same dev accuracy (a flat stretch of the dev curve: take its start)
+        ok = [i for i, a in enumerate(acc) if a >= th]
+        if not ok:
+            return None
+        i = ok[-1]
+        while i > 0 and abs(acc[i - 1] - acc[i]) < 0.5 / n_dev:
+            i -= 1
+        return i
+    if rule.startswith("cap"):  # largest within budget among knobs <= the cap (a grid that stops there)
+        cap = float(rule[len("cap"):])
+        ok = [i for i, a in enumerate(acc) if a >= th and points[i][0] <= cap + 1e-12]
+        return ok[-1] if ok else None
     if rule.startswith("margin"):  # largest whose dev acc clears the budget by k standard errors
         k = float(rule[len("margin"):])
         se = math.sqrt(max(suspect * (1 - suspect), 1e-6) / n_dev)
@@ -91,7 +103,7 @@ def curves(path):
 
 def rules(path, budgets):
     base, by = load(path)
-    names = ["largest", "prefix", "isotonic", "margin0.5", "margin1"]
+    names = ["largest", "prefix", "isotonic", "margin0.5", "margin1", "tie", "cap0.5"]
     for b in budgets:
         print(f"\n## budget {b:g}: knob / ACC / ASR / flip per rule\n")
         print("| dataset | attack | seed | defense | " + " | ".join(names) + " |")

@@ -36,6 +36,7 @@ struct PurifyOptions {
   Defense method = Defense::FinePurifying;
   DiagnoseOptions diagnose;
   Scope scope = Scope::Global;
+  WordEmbedding word_embedding = WordEmbedding::Rank;
   std::optional<double> reset_fraction;  ///< fixed rho, or
   std::optional<double> max_acc_drop;    ///< accuracy points: search the grid
   KnobRule knob_rule = KnobRule::Largest;  ///< how the grid point is chosen (knob.hpp)

@@ -20,6 +20,13 @@ const util::EnumTable<Indicator>& enum_table(Indicator);
 enum class Scope { Global, Tensor };
 const util::EnumTable<Scope>& enum_table(Scope);
 
+/// The word-embedding matrix in the selection: Rank: ranked with the other tensors (the paper);
+/// Keep: never reset (the reset fraction applies to the other tensors only; the rows of suspicious
+/// tokens are left to --neutralize-tokens). On a real model the matrix is half of all parameters and
+/// its rows for tokens absent from the clean set have F = 0, so ranking it spends the reset there.
+enum class WordEmbedding { Rank, Keep };
+const util::EnumTable<WordEmbedding>& enum_table(WordEmbedding);
+
 /// What eps is relative to: the mean Fisher over all aligned dimensions, or each tensor's own mean
 /// (a tensor whose dimensions the clean task barely uses is then not ranked by 1/eps alone).
 enum class EpsilonBasis { Global, Tensor };
@@ -46,6 +53,12 @@ std::map<std::string, torch::Tensor> compute_indicators(const Alignment& alignme
 std::map<std::string, torch::Tensor> select_top(const std::vector<std::string>& order,
                                                 const std::map<std::string, torch::Tensor>& r, double rho,
                                                 Scope scope);
+
+/// select_top over `order` with the `word` tensor (the word-embedding matrix) handled by `policy`:
+/// with Keep it is left out of the ranking (and out of d) and gets an all-false mask.
+std::map<std::string, torch::Tensor> select_reset(const std::vector<std::string>& order,
+                                                  const std::map<std::string, torch::Tensor>& r, double rho,
+                                                  Scope scope, WordEmbedding policy, const std::string& word);
 
 /// The k-th largest value (1-based) over all tensors' elements by radix selection on the float
 /// bit patterns (4 passes of 8 bits), and how many elements are strictly larger.

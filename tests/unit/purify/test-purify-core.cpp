@@ -105,6 +105,28 @@ TEST(Select, ExactCountDeterministicTies) {
   EXPECT_THROW(purify::select_top(order, r, 1.5, purify::Scope::Global), Error);
 }
 
+TEST(Select, WordEmbeddingKeptOutOfTheRanking) {
+  // "w" holds the largest values: ranked, it takes the whole budget; kept, the budget goes to "a" and "b".
+  std::map<std::string, torch::Tensor> r = {{"w", torch::tensor({9.f, 8.f, 7.f, 6.f})},
+                                            {"a", torch::tensor({1.f, 2.f, 0.f, 3.f})},
+                                            {"b", torch::tensor({4.f, 0.5f})}};
+  std::vector<std::string> order = {"w", "a", "b"};
+  auto ranked = purify::select_reset(order, r, 0.4, purify::Scope::Global, purify::WordEmbedding::Rank, "w");
+  EXPECT_EQ(ranked["w"].sum().item<int64_t>(), 4);
+  auto kept = purify::select_reset(order, r, 0.5, purify::Scope::Global, purify::WordEmbedding::Keep, "w");
+  EXPECT_EQ(kept["w"].sum().item<int64_t>(), 0);  // never reset
+  // d = 6 without "w": k = 3 -> 4, 3, 2
+  EXPECT_TRUE(torch::equal(kept["a"], torch::tensor({false, true, false, true})));
+  EXPECT_TRUE(torch::equal(kept["b"], torch::tensor({true, false})));
+  auto kept_t = purify::select_reset(order, r, 0.5, purify::Scope::Tensor, purify::WordEmbedding::Keep, "w");
+  EXPECT_EQ(kept_t["w"].sum().item<int64_t>(), 0);
+  EXPECT_EQ(kept_t["a"].sum().item<int64_t>(), 2);
+  EXPECT_EQ(kept_t["b"].sum().item<int64_t>(), 1);
+  // a name outside the order is not special
+  auto other = purify::select_reset(order, r, 0.4, purify::Scope::Global, purify::WordEmbedding::Keep, "x");
+  EXPECT_EQ(other["w"].sum().item<int64_t>(), 4);
+}
+
 TEST(Purify, RhoZeroKeepsWeightsRhoOneGivesPretrainedHeadUntouched) {
   auto p = make_pair();
   auto a = purify::align_with_pretrained(*p.ft, p.pre_dir);

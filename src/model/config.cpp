@@ -1,6 +1,7 @@
 // Parsing and writing Hugging Face config.json for bert / roberta classifiers.
 #include "finepurify/model/config.hpp"
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -40,20 +41,70 @@ void require_positive(int64_t v, const char* key, const std::string& src) {
   if (v <= 0) throw Error(ErrorKind::ConfigInvalid, fmt::format("{}: '{}' must be > 0, got {}", src, key, v));
 }
 
-/// The sizes (must be > 0), rates and names config.json may set; other keys are ignored as HF does.
+/// An integer field in [lo, hi]: JSON integers, or floats with an integral value (2.0); a fraction,
+/// a value out of range or one past int64 is refused by name (never cast: that is undefined behaviour).
+void get_int_field(const json& j, const char* key, int64_t lo, int64_t hi, int64_t& out, const std::string& src) {
+  if (!j.contains(key) || j[key].is_null()) return;
+  const auto& v = j[key];
+  auto bad = [&](const std::string& why) {
+    return Error(ErrorKind::ConfigInvalid, fmt::format("{}: field '{}' {}, got {}", src, key, why, v.dump()));
+  };
+  if (v.is_number_unsigned()) {
+    const auto u = v.get<uint64_t>();
+    if (u > static_cast<uint64_t>(hi)) throw bad(fmt::format("must be an integer in [{}, {}]", lo, hi));
+    out = static_cast<int64_t>(u);
+  } else if (v.is_number_integer()) {
+    out = v.get<int64_t>();
+  } else if (v.is_number_float()) {
+    const double d = v.get<double>();
+    if (!std::isfinite(d) || d != std::floor(d)) throw bad("must be an integer");
+    if (d < static_cast<double>(lo) || d > static_cast<double>(hi))
+      throw bad(fmt::format("must be an integer in [{}, {}]", lo, hi));
+    out = static_cast<int64_t>(d);
+  } else {
+    throw bad(fmt::format("has the wrong type ({}); expected an integer", v.type_name()));
+  }
+  if (out < lo || out > hi) throw bad(fmt::format("must be an integer in [{}, {}]", lo, hi));
+}
+
+/// A real field in [lo, hi) (or [lo, hi] with `closed`).
+void get_real_field(const json& j, const char* key, double lo, double hi, bool closed, double& out,
+                    const std::string& src) {
+  if (!j.contains(key) || j[key].is_null()) return;
+  const auto& v = j[key];
+  if (!v.is_number())
+    throw Error(ErrorKind::ConfigInvalid, fmt::format("{}: field '{}' has the wrong type ({}); expected a number", src,
+                                                      key, v.type_name()));
+  const double d = v.get<double>();
+  if (!std::isfinite(d) || d < lo || d > hi || (!closed && d == hi))
+    throw Error(ErrorKind::ConfigInvalid,
+                fmt::format("{}: field '{}' must be in [{}, {}{}, got {}", src, key, lo, hi, closed ? "]" : ")", v.dump()));
+  out = d;
+}
+
+/// The sizes, rates and names config.json may set, each range-checked; other keys are ignored as HF
+/// does. The size bounds are far above any released BERT/RoBERTa (xlm-roberta: vocabulary 250,002,
+/// bert-large: hidden 1,024, 24 layers) and keep a hostile config from asking for absurd sizes; the
+/// tensors themselves are checked against the checkpoint's header before anything is allocated.
 void read_fields(const json& j, ModelConfig& c, const std::string& src) {
-  for (auto [key, v] : {std::pair{"vocab_size", &c.vocab_size}, {"hidden_size", &c.hidden_size},
-                        {"num_hidden_layers", &c.num_hidden_layers}, {"num_attention_heads", &c.num_attention_heads},
-                        {"intermediate_size", &c.intermediate_size}, {"max_position_embeddings", &c.max_position_embeddings},
-                        {"type_vocab_size", &c.type_vocab_size}, {"pad_token_id", &c.pad_token_id}})
-    get_field(j, key, *v, src);
-  for (auto [key, v] : {std::pair{"hidden_dropout_prob", &c.hidden_dropout_prob},
-                        {"attention_probs_dropout_prob", &c.attention_probs_dropout_prob},
-                        {"layer_norm_eps", &c.layer_norm_eps}, {"initializer_range", &c.initializer_range}})
-    get_field(j, key, *v, src);
+  struct IntField { const char* key; int64_t* v; int64_t lo, hi; };
+  for (auto f : {IntField{"vocab_size", &c.vocab_size, 1, int64_t{1} << 22},
+                 IntField{"hidden_size", &c.hidden_size, 1, int64_t{1} << 16},
+                 IntField{"num_hidden_layers", &c.num_hidden_layers, 1, 1024},
+                 IntField{"num_attention_heads", &c.num_attention_heads, 1, 1024},
+                 IntField{"intermediate_size", &c.intermediate_size, 1, int64_t{1} << 18},
+                 IntField{"max_position_embeddings", &c.max_position_embeddings, 1, int64_t{1} << 20},
+                 IntField{"type_vocab_size", &c.type_vocab_size, 1, 1024},
+                 IntField{"pad_token_id", &c.pad_token_id, 0, (int64_t{1} << 22) - 1}})
+    get_int_field(j, f.key, f.lo, f.hi, *f.v, src);
+  get_real_field(j, "hidden_dropout_prob", 0, 1, false, c.hidden_dropout_prob, src);
+  get_real_field(j, "attention_probs_dropout_prob", 0, 1, false, c.attention_probs_dropout_prob, src);
+  get_real_field(j, "layer_norm_eps", 0, 1, false, c.layer_norm_eps, src);
+  if (!(c.layer_norm_eps > 0)) throw Error(ErrorKind::ConfigInvalid, src + ": field 'layer_norm_eps' must be > 0");
+  get_real_field(j, "initializer_range", 0, 1e3, true, c.initializer_range, src);
   get_field(j, "hidden_act", c.hidden_act, src);
   if (j.contains("classifier_dropout") && !j["classifier_dropout"].is_null()) {
-    double d = 0; get_field(j, "classifier_dropout", d, src); c.classifier_dropout = d;
+    double d = 0; get_real_field(j, "classifier_dropout", 0, 1, false, d, src); c.classifier_dropout = d;
   }
   get_field(j, "architectures", c.architectures, src);
   get_field(j, "problem_type", c.problem_type, src);
@@ -109,8 +160,7 @@ void read_labels(const json& j, ModelConfig& c, const std::string& src) {
     }
     c.id2label = names;
   } else if (j.contains("num_labels")) {
-    int64_t n = 0; get_field(j, "num_labels", n, src);
-    require_positive(n, "num_labels", src);
+    int64_t n = 0; get_int_field(j, "num_labels", 1, int64_t{1} << 20, n, src);
     set_num_labels(c, n);
   }
 }

@@ -1,6 +1,7 @@
 // Loading HF checkpoints into SequenceClassifier and saving complete HF folders atomically.
 #include "finepurify/model/loader.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <random>
 #include <set>
@@ -11,6 +12,7 @@
 #include "finepurify/error.hpp"
 #include "finepurify/io/checkpoint.hpp"
 #include "finepurify/io/safetensors.hpp"
+#include "finepurify/util/runtime.hpp"
 
 namespace finepurify::model {
 
@@ -85,6 +87,54 @@ SequenceClassifier make_random_classifier(const ModelConfig& config, uint64_t se
   return m;
 }
 
+namespace {
+
+/// Checkpoint tensor names by the model parameter name they load into ("" = a known ignorable).
+std::map<std::string, std::string> canonical_names(const io::CheckpointReader& reader, const ModelConfig& c) {
+  std::map<std::string, std::string> by;
+  for (const auto& ck : reader.names()) {
+    auto n = canonical_name(ck, c);
+    if (!n.empty()) by.emplace(n, ck);
+  }
+  return by;
+}
+
+/// The config's sizes against the checkpoint's header, before anything is allocated: the tensors
+/// whose size every config field decides (embeddings, the last layer's attention and FFN) must be in
+/// the file with the shapes the config implies. A config cannot ask for more memory than the
+/// checkpoint holds (a hostile 300-byte config.json with vocab_size 1e12 fails here, by name).
+void check_config_against_header(const io::CheckpointReader& reader, const ModelConfig& c, const std::string& folder) {
+  const auto by = canonical_names(reader, c);
+  const std::string p = c.base_prefix();
+  const std::string last = fmt::format("{}encoder.layer.{}.", p, c.num_hidden_layers - 1);
+  const std::vector<std::pair<std::string, std::vector<int64_t>>> expect = {
+      {p + "embeddings.word_embeddings.weight", {c.vocab_size, c.hidden_size}},
+      {p + "embeddings.position_embeddings.weight", {c.max_position_embeddings, c.hidden_size}},
+      {p + "embeddings.token_type_embeddings.weight", {c.type_vocab_size, c.hidden_size}},
+      {last + "attention.self.query.weight", {c.hidden_size, c.hidden_size}},
+      {last + "intermediate.dense.weight", {c.intermediate_size, c.hidden_size}},
+  };
+  for (const auto& [name, shape] : expect) {
+    auto it = by.find(name);
+    if (it == by.end())
+      throw Error(ErrorKind::CheckpointMismatch,
+                  fmt::format("{}: tensor '{}' (shape [{}] from config.json) is missing from the checkpoint{}", folder,
+                              name, fmt::join(shape, ", "),
+                              name.rfind(last, 0) == 0
+                                  ? fmt::format(" (config.json says num_hidden_layers {})", c.num_hidden_layers)
+                                  : ""));
+    const auto got = reader.shape(it->second);
+    if (got != shape)
+      throw Error(ErrorKind::CheckpointMismatch,
+                  fmt::format("{}: tensor '{}' has shape [{}] in the checkpoint, config.json implies [{}]", folder,
+                              it->second, fmt::join(got, ", "), fmt::join(shape, ", ")));
+  }
+}
+
+bool has_prefix(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
+
+}  // namespace
+
 LoadedModel load_classifier(const std::string& folder, const LoadOptions& opt) {
   LoadedModel lm;
   lm.folder = folder;
@@ -93,6 +143,7 @@ LoadedModel load_classifier(const std::string& folder, const LoadOptions& opt) {
   const int64_t config_labels = c.num_labels();
   if (opt.num_labels) set_num_labels(c, *opt.num_labels, opt.label_names);
   io::CheckpointReader reader(folder);
+  check_config_against_header(reader, c, folder);
 
   // Build with HF initialisation first so tensors missing from the file get a seeded init.
   lm.model = make_random_classifier(c, opt.seed, torch::kCPU);
@@ -104,7 +155,19 @@ LoadedModel load_classifier(const std::string& folder, const LoadOptions& opt) {
   for (const auto& ck : reader.names()) {
     std::string n = canonical_name(ck, c);
     if (n.empty()) { lm.report.ignored.push_back(ck); continue; }
-    if (!params.contains(n)) { lm.report.unused.push_back(ck); continue; }
+    if (!params.contains(n)) {
+      // Part of the encoder the config does not describe (more layers than num_hidden_layers, a
+      // tensor BERT does not have): refused by name. A pooler the model has none of (RoBERTa's
+      // classifier) is a documented ignorable; other names (another task's head) are reported.
+      if (has_prefix(n, c.base_prefix() + "pooler.")) { lm.report.ignored.push_back(ck); continue; }
+      if (has_prefix(n, c.base_prefix()))
+        throw Error(ErrorKind::CheckpointMismatch,
+                    fmt::format("{}: tensor '{}' is not part of the model config.json describes ({}, {} layers); "
+                                "is config.json the checkpoint's own?",
+                                folder, ck, c.model_type, c.num_hidden_layers));
+      lm.report.unused.push_back(ck);
+      continue;
+    }
     if (source.count(n))
       throw Error(ErrorKind::CheckpointMismatch,
                   fmt::format("{}: tensors '{}' and '{}' both map to parameter '{}'", folder, source[n], ck, n));
@@ -147,6 +210,12 @@ LoadedModel load_classifier(const std::string& folder, const LoadOptions& opt) {
       throw Error(ErrorKind::CheckpointMismatch, fmt::format("{}: tensor '{}' holds NaN or Inf values", folder, it->second));
     lm.report.loaded.push_back(name);
   }
+  if (!lm.report.unused.empty())
+    util::log(fmt::format("warning: {}: {} checkpoint tensor(s) not used by the {} classifier: {}{}", folder,
+                          lm.report.unused.size(), c.model_type,
+                          fmt::join(lm.report.unused.begin(),
+                                    lm.report.unused.begin() + std::min<std::size_t>(lm.report.unused.size(), 8), ", "),
+                          lm.report.unused.size() > 8 ? ", ..." : ""));
   // If the head is new, label count comes from options or config; record that the head is new.
   lm.model->to(opt.device);
   return lm;

@@ -7,6 +7,7 @@
 #include <limits>
 #include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -221,13 +222,16 @@ TEST(Loader, PositionIdsBufferIgnored) {
   EXPECT_TRUE(torch::equal(logits_of(*ref, in), logits_of(*lm.model, in)));
 }
 
-TEST(Loader, UnknownTensorReportedAsUnused) {
+TEST(Loader, UnknownEncoderTensorIsRefused) {
+  // Inside the encoder's namespace every tensor must be one the model has (the outside is reported:
+  // ConfigMustDescribeTheWholeCheckpoint).
   auto ref = model::make_random_classifier(tiny_config("bert"), 6);
   auto ts = tensors_of(*ref);
   ts.emplace_back("bert.something_else.weight", torch::ones({3}));
   auto dir = write_folder(fp_test::temp_dir("unused") / "m", tiny_config_json("bert"), ts);
-  auto lm = model::load_classifier(dir.string());
-  EXPECT_EQ(lm.report.unused, std::vector<std::string>{"bert.something_else.weight"});
+  std::string msg;
+  EXPECT_EQ(kind_of([&] { model::load_classifier(dir.string()); }, &msg), ErrorKind::CheckpointMismatch);
+  EXPECT_NE(msg.find("'bert.something_else.weight'"), std::string::npos) << msg;
 }
 
 TEST(Loader, WrongShapeNamesTheTensor) {
@@ -304,6 +308,83 @@ TEST(Loader, UnsupportedConfigs) {
   json badheads = tiny_config_json("bert");
   badheads["num_attention_heads"] = 3;
   EXPECT_EQ(kind_of([&] { model::config_from_json(badheads, "x/config.json"); }), ErrorKind::ConfigInvalid);
+}
+
+TEST(Config, NumbersAreRangeCheckedNeverCast) {
+  // Each case: field, value, a word the message must hold. Before the range checks 1e30 was cast to
+  // int64 (undefined; "got -9223372036854775808" in Release), 256.7 was truncated and a dropout of 5
+  // reached torch.
+  const std::vector<std::tuple<std::string, json, std::string>> bad = {
+      {"hidden_size", 1e30, "integer in [1,"},
+      {"hidden_size", 256.7, "must be an integer"},
+      {"vocab_size", 2e6 * 1e6, "integer in [1,"},
+      {"vocab_size", json::parse("18446744073709551615"), "integer in [1,"},
+      {"num_hidden_layers", -2, "integer in [1,"},
+      {"num_hidden_layers", "4", "wrong type"},
+      {"pad_token_id", -1, "integer in [0,"},
+      {"hidden_dropout_prob", 5, "[0, 1)"},
+      {"attention_probs_dropout_prob", 1.0, "[0, 1)"},
+      {"classifier_dropout", -0.1, "[0, 1)"},
+      {"layer_norm_eps", 0, "layer_norm_eps"},
+      {"num_labels", 0.5, "must be an integer"},
+  };
+  for (const auto& [key, value, word] : bad) {
+    json j = tiny_config_json("bert");
+    j[key] = value;
+    if (key == "num_labels") j.erase("id2label");
+    std::string msg;
+    EXPECT_EQ(kind_of([&] { model::config_from_json(j, "x/config.json"); }, &msg), ErrorKind::ConfigInvalid)
+        << key << " = " << value.dump();
+    EXPECT_NE(msg.find("'" + key + "'"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(word), std::string::npos) << msg;
+  }
+  json ok = tiny_config_json("bert");
+  ok["hidden_size"] = 32.0;  // an integral float is an integer
+  ok["hidden_dropout_prob"] = 0.0;
+  EXPECT_EQ(model::config_from_json(ok, "x/config.json").hidden_size, 32);
+}
+
+TEST(Loader, ConfigMustDescribeTheWholeCheckpoint) {
+  auto ref = model::make_random_classifier(tiny_config("bert"), 11);
+  auto ts = tensors_of(*ref);
+  std::string msg;
+  // Fewer layers in config.json than in the file: the extra layer is refused by name (it used to be
+  // ignored, and the model predicted with exit 0).
+  json fewer = tiny_config_json("bert");
+  fewer["num_hidden_layers"] = 1;
+  auto d1 = write_folder(fp_test::temp_dir("fewer") / "m", fewer, ts);
+  EXPECT_EQ(kind_of([&] { model::load_classifier(d1.string()); }, &msg), ErrorKind::CheckpointMismatch);
+  EXPECT_NE(msg.find("bert.encoder.layer.1."), std::string::npos) << msg;
+  // More layers: the last one is missing, found from the header before the model is built.
+  json more = tiny_config_json("bert");
+  more["num_hidden_layers"] = 3;
+  auto d2 = write_folder(fp_test::temp_dir("more") / "m", more, ts);
+  EXPECT_EQ(kind_of([&] { model::load_classifier(d2.string()); }, &msg), ErrorKind::CheckpointMismatch);
+  EXPECT_NE(msg.find("bert.encoder.layer.2."), std::string::npos) << msg;
+  EXPECT_NE(msg.find("num_hidden_layers 3"), std::string::npos) << msg;
+  // A vocabulary far larger than the file's: refused from the header, before gigabytes are allocated.
+  json huge = tiny_config_json("bert");
+  huge["vocab_size"] = 4000000;
+  huge["hidden_size"] = 16;
+  auto d3 = write_folder(fp_test::temp_dir("huge") / "m", huge, ts);
+  EXPECT_EQ(kind_of([&] { model::load_classifier(d3.string()); }, &msg), ErrorKind::CheckpointMismatch);
+  EXPECT_NE(msg.find("word_embeddings"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("config.json implies [4000000, 16]"), std::string::npos) << msg;
+  // An unknown tensor outside the encoder (another task's head) loads and is reported.
+  auto extra = ts;
+  extra.emplace_back("qa_outputs.weight", torch::zeros({2, 16}));
+  auto d4 = write_folder(fp_test::temp_dir("extra") / "m", tiny_config_json("bert"), extra);
+  auto lm = model::load_classifier(d4.string());
+  EXPECT_EQ(lm.report.unused, std::vector<std::string>{"qa_outputs.weight"});
+  // A pooler RoBERTa's classifier has no use for is a documented ignorable.
+  auto rref = model::make_random_classifier(tiny_config("roberta"), 12);
+  auto rts = tensors_of(*rref);
+  rts.emplace_back("roberta.pooler.dense.weight", torch::zeros({16, 16}));
+  auto d5 = write_folder(fp_test::temp_dir("rpool") / "m", tiny_config_json("roberta"), rts);
+  auto rlm = model::load_classifier(d5.string());
+  EXPECT_TRUE(rlm.report.unused.empty());
+  EXPECT_NE(std::find(rlm.report.ignored.begin(), rlm.report.ignored.end(), "roberta.pooler.dense.weight"),
+            rlm.report.ignored.end());
 }
 
 TEST(Loader, NanWeightsRejected) {

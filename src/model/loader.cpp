@@ -2,9 +2,13 @@
 #include "finepurify/model/loader.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <filesystem>
 #include <random>
 #include <set>
+
+#include <signal.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -234,6 +238,45 @@ void check_output_not_input(const std::string& out, const std::vector<std::strin
   }
 }
 
+namespace {
+
+/// The pid in a temporary name ".NAME.KIND-PID-X" (KIND "tmp" or "old"), or -1 (another name, or
+/// the pid-less form of earlier versions).
+pid_t temporary_owner(const std::string& file, const std::string& name, const std::string& kind) {
+  const std::string prefix = "." + name + "." + kind + "-";
+  if (file.rfind(prefix, 0) != 0) return -1;
+  const auto rest = file.substr(prefix.size());
+  const auto dash = rest.find('-');
+  if (dash == std::string::npos || dash == 0 || dash > 9) return -1;
+  for (std::size_t i = 0; i < dash; ++i)
+    if (rest[i] < '0' || rest[i] > '9') return -1;
+  return static_cast<pid_t>(std::stol(rest.substr(0, dash)));
+}
+
+bool process_alive(pid_t pid) { return ::kill(pid, 0) == 0 || errno == EPERM; }
+
+}  // namespace
+
+void sweep_stale_temporaries(const fs::path& dst) {
+  std::error_code ec;
+  const auto name = dst.filename().string();
+  for (const auto& e : fs::directory_iterator(dst.parent_path(), ec)) {
+    const auto file = e.path().filename().string();
+    if (const pid_t pid = temporary_owner(file, name, "tmp"); pid > 0 && !process_alive(pid)) {
+      std::error_code rec;
+      const auto n = fs::remove_all(e.path(), rec);
+      util::log(rec ? fmt::format("warning: cannot remove '{}', left by a save of '{}' that died (pid {}): {}",
+                                  e.path().string(), dst.string(), pid, rec.message())
+                    : fmt::format("removed '{}' ({} files), left by a save of '{}' that died (pid {})",
+                                  e.path().string(), n, dst.string(), pid));
+    } else if (const pid_t opid = temporary_owner(file, name, "old"); opid > 0 && !process_alive(opid)) {
+      // The previous contents of dst, moved aside by a save that died before it finished: never deleted.
+      util::log(fmt::format("warning: '{}' holds the earlier contents of '{}', kept by a save that died (pid {}); "
+                            "restore or remove it by hand", e.path().string(), dst.string(), opid));
+    }
+  }
+}
+
 void save_classifier(SequenceClassifierImpl& m, const std::string& out, const std::string& tokenizer_from,
                      const std::map<std::string, std::string>& extra_files, bool overwrite,
                      const std::vector<std::string>& protected_inputs) {
@@ -257,8 +300,9 @@ void save_classifier(SequenceClassifierImpl& m, const std::string& out, const st
     }
   }
   fs::create_directories(dst.parent_path());
+  sweep_stale_temporaries(dst);
   std::random_device rd;
-  fs::path tmp = dst.parent_path() / fmt::format(".{}.tmp-{:x}", dst.filename().string(), rd());
+  fs::path tmp = dst.parent_path() / fmt::format(".{}.tmp-{}-{:x}", dst.filename().string(), getpid(), rd());
   try {
     fs::create_directories(tmp);
     io::write_safetensors((tmp / "model.safetensors").string(), named_tensors(m));
@@ -266,7 +310,7 @@ void save_classifier(SequenceClassifierImpl& m, const std::string& out, const st
     if (!tokenizer_from.empty()) io::copy_tokenizer_files(tokenizer_from, tmp.string());
     for (auto& [name, content] : extra_files) io::write_text_atomic((tmp / name).string(), content);
     if (fs::exists(dst)) {
-      fs::path old = dst.parent_path() / fmt::format(".{}.old-{:x}", dst.filename().string(), rd());
+      fs::path old = dst.parent_path() / fmt::format(".{}.old-{}-{:x}", dst.filename().string(), getpid(), rd());
       fs::rename(dst, old);
       fs::rename(tmp, dst);
       fs::remove_all(old);

@@ -67,6 +67,7 @@ const util::Fields<DefenseSpec>& defense_fields() {
                 "extension: set the embedding rows of the N most suspicious tokens to the pre-trained [UNK] row "
                 "before fine-tuning; 0 = off (the paper's method)",
                 purify.neutralize_tokens).at_least(0),
+      FP_OPTION(S, "neutralize_to", "what --neutralize-tokens sets each row to", purify.neutralize_to),
       FP_OPTION(S, "epochs", "clean fine-tuning epochs after the reset", purify.train.epochs).at_least(1),
       FP_OPTION(S, "lr", "clean fine-tuning learning rate", purify.train.lr).at_least(0),
       FP_OPTION(S, "batch_size", "clean fine-tuning batch size", purify.train.batch_size).at_least(1),

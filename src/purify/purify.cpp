@@ -173,11 +173,16 @@ class Run {
 void Run::prepare_neutralization() {
   neutral_ids_ = candidate_tokens(diag_.summary, opt_.neutralize_tokens);
   const auto& pre_word = diag_.alignment.pre.at(m_.word_embedding_name());
-  auto unk = unknown_token_id(tok_);
-  neutral_row_ = unk && *unk < pre_word.size(0) ? pre_word[*unk].clone() : pre_word.mean(0);
   TokenAction t;
   t.tokens = token_names(tok_, neutral_ids_);
-  t.replacement = unk ? tok_.id_to_token(*unk) + " (pre-trained row)" : "mean pre-trained row";
+  if (opt_.neutralize_to == NeutralizeTo::Pretrained) {
+    neutral_row_ = pre_word.index_select(0, torch::tensor(neutral_ids_, torch::kInt64)).clone();
+    t.replacement = "tokens' own pre-trained rows";
+  } else {
+    auto unk = unknown_token_id(tok_);
+    neutral_row_ = unk && *unk < pre_word.size(0) ? pre_word[*unk].clone() : pre_word.mean(0);
+    t.replacement = unk ? tok_.id_to_token(*unk) + " (pre-trained row)" : "mean pre-trained row";
+  }
   util::log(neutral_ids_.empty()
                 ? std::string("neutralising: no candidate token passed the behavioural check; nothing neutralised")
                 : fmt::format("neutralising the embedding rows of {} suspicious tokens: {}", neutral_ids_.size(),

@@ -4,6 +4,7 @@
 #include <random>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "finepurify/error.hpp"
 #include "finepurify/util/random.hpp"
@@ -75,18 +76,30 @@ std::optional<int64_t> unknown_token_id(const text::Tokenizer& tok) {
   return std::nullopt;
 }
 
+const util::EnumTable<NeutralizeTo>& enum_table(NeutralizeTo) {
+  static const util::EnumTable<NeutralizeTo> t{
+      "neutralised row",
+      {{NeutralizeTo::Unknown, "unk", "the pre-trained unknown-token row"},
+       {NeutralizeTo::Pretrained, "pretrained", "the token's own pre-trained row"}}};
+  return t;
+}
+
 void neutralize_rows(model::SequenceClassifierImpl& m, const std::vector<int64_t>& ids, const torch::Tensor& replacement) {
   torch::NoGradGuard ng;
   auto& w = m.word_embedding_weight();
-  const int64_t V = w.size(0);
-  if (replacement.dim() != 1 || replacement.size(0) != w.size(1))
-    throw Error(ErrorKind::InvalidArgument, fmt::format("neutralise: replacement row has {} dimension(s) of size {}, expected one of {}",
-                                                        replacement.dim(), replacement.numel(), w.size(1)));
-  auto row = replacement.to(w.device(), w.scalar_type());
-  for (auto id : ids) {
+  const int64_t V = w.size(0), H = w.size(1), n = static_cast<int64_t>(ids.size());
+  const bool one = replacement.dim() == 1 && replacement.size(0) == H;
+  const bool each = replacement.dim() == 2 && replacement.size(0) == n && replacement.size(1) == H;
+  if (!one && !each)
+    throw Error(ErrorKind::InvalidArgument,
+                fmt::format("neutralise: replacement has shape [{}], expected [{}] or [{}, {}]",
+                            fmt::join(replacement.sizes(), ", "), H, n, H));
+  auto rows = replacement.to(w.device(), w.scalar_type());
+  for (int64_t i = 0; i < n; ++i) {
+    const auto id = ids[i];
     if (id < 0 || id >= V)
       throw Error(ErrorKind::InvalidArgument, fmt::format("neutralise: token id {} outside the vocabulary [0, {})", id, V));
-    w[id].copy_(row);
+    w[id].copy_(one ? rows : rows[i]);
   }
 }
 

@@ -1,6 +1,7 @@
 // Loading a Hugging Face folder into a SequenceClassifier (exact name mapping, aliases, shape
 // checks, missing/unused reports, fresh head for base checkpoints) and saving one back.
 #pragma once
+#include <filesystem>
 #include <map>
 #include <optional>
 #include <string>
@@ -57,7 +58,13 @@ std::map<std::string, torch::Tensor> snapshot(SequenceClassifierImpl& m);
 /// Write `state` back into the model's parameters (shapes must match).
 void restore(SequenceClassifierImpl& m, const std::map<std::string, torch::Tensor>& state);
 
-/// Write a complete HF folder atomically: built in `out.tmp-*`, then renamed to `out`.
+/// Before a save of `dst`: removes the hidden temporary folders `.NAME.tmp-PID-*` that a save of the
+/// same folder left when its process died (PID no longer running), and warns about `.NAME.old-PID-*`
+/// folders (the earlier contents moved aside by a save that died before it finished; never deleted).
+/// Temporaries of a running process are left alone. Each action is logged.
+void sweep_stale_temporaries(const std::filesystem::path& dst);
+
+/// Write a complete HF folder atomically: built in `.out.tmp-PID-*`, then renamed to `out`.
 /// Files: model.safetensors (float32, metadata format=pt), config.json, tokenizer files copied
 /// from `tokenizer_from`, plus `extra_files` (name -> content, e.g. manifest.json).
 /// Refuses to write over `protected_inputs`; replaces an existing `out` only when `overwrite`.

@@ -12,6 +12,7 @@
 #include "finepurify/purify/baselines.hpp"
 #include "finepurify/purify/diagnose.hpp"
 #include "finepurify/purify/knob.hpp"
+#include "finepurify/purify/unlearn.hpp"
 #include "finepurify/text/tokenizer.hpp"
 #include "finepurify/train/trainer.hpp"
 
@@ -55,6 +56,7 @@ struct PurifyOptions {
   /// pre-trained unknown-token row (mean pre-trained row when the vocabulary has none) before the
   /// clean fine-tuning (an extension beyond the paper, see unlearn.hpp).
   int64_t neutralize_tokens = 0;
+  NeutralizeTo neutralize_to = NeutralizeTo::Unknown;  ///< what a neutralised row becomes
   int max_length = 0;                    ///< the clean set's max length (caps the unlearning copies)
   bool sweep = false;                    ///< evaluate every grid value (curves) instead of a binary search
 };

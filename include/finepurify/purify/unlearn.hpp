@@ -1,8 +1,9 @@
 // Two trigger-candidate extensions beyond the paper (both off by default), built on the scan's most
 // suspicious tokens (largest fisher-ratio row mass). Unlearning: the clean fine-tuning after the
 // reset also sees copies of the clean examples with candidates inserted, true labels kept.
-// Neutralisation: the candidates' word-embedding rows are set to the pre-trained unknown-token row,
-// so the encoder no longer sees them as the tokens it may have learned to react to. Both use only
+// Neutralisation: the candidates' word-embedding rows are set to the pre-trained unknown-token row
+// or to their own pre-trained rows, so the encoder no longer sees them as the tokens it may have
+// learned to react to. Both use only
 // the clean set and the two checkpoints, never the trigger.
 #pragma once
 #include <cstdint>
@@ -13,8 +14,14 @@
 #include "finepurify/purify/diagnose.hpp"
 #include "finepurify/text/tokenizer.hpp"
 #include "finepurify/train/data.hpp"
+#include "finepurify/util/options.hpp"
 
 namespace finepurify::purify {
+
+/// What a neutralised row becomes: the pre-trained unknown-token row (the mean pre-trained row when
+/// the vocabulary has none), or the token's own pre-trained row (w_Pre for that row).
+enum class NeutralizeTo { Unknown, Pretrained };
+const util::EnumTable<NeutralizeTo>& enum_table(NeutralizeTo);
 
 /// The `k` vocabulary ids with the largest row indicator mass, from a diagnosis' top_tokens (ranked
 /// by the fisher-ratio indicator in `diagnose`). Fewer when the summary lists fewer. With a
@@ -37,7 +44,8 @@ train::TokenizedSet with_unlearning_copies(const train::TokenizedSet& s, const s
 /// The id of the tokenizer's unknown token ("[UNK]" for WordPiece, "<unk>" for byte-level BPE), if any.
 std::optional<int64_t> unknown_token_id(const text::Tokenizer& tok);
 
-/// Sets the word-embedding rows `ids` of `m` to `replacement` (H), in place. Throws on an id outside the vocabulary.
+/// Sets the word-embedding rows `ids` of `m` to `replacement`, in place: one row (H) for all, or one
+/// row per id (len(ids), H). Throws on an id outside the vocabulary or a replacement of another shape.
 void neutralize_rows(model::SequenceClassifierImpl& m, const std::vector<int64_t>& ids, const torch::Tensor& replacement);
 
 }  // namespace finepurify::purify

@@ -10,7 +10,10 @@
 #include <tuple>
 #include <vector>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <torch/torch.h>
 
 #include "finepurify/error.hpp"
@@ -385,6 +388,30 @@ TEST(Loader, ConfigMustDescribeTheWholeCheckpoint) {
   EXPECT_TRUE(rlm.report.unused.empty());
   EXPECT_NE(std::find(rlm.report.ignored.begin(), rlm.report.ignored.end(), "roberta.pooler.dense.weight"),
             rlm.report.ignored.end());
+}
+
+TEST(Loader, SaveRemovesTemporariesOfDeadProcessesOnly) {
+  // A kill -9 during a save left hidden `.NAME.tmp-*` folders that nothing removed (one held 45 MB).
+  const pid_t child = fork();
+  if (child == 0) _exit(0);
+  ASSERT_GT(child, 0);
+  waitpid(child, nullptr, 0);  // a pid that is certainly not running now
+  auto root = fp_test::temp_dir("stale");
+  auto dead_tmp = root / fmt::format(".m.tmp-{}-1f", child);
+  auto live_tmp = root / fmt::format(".m.tmp-{}-2f", getpid());
+  auto dead_old = root / fmt::format(".m.old-{}-3f", child);
+  auto other = root / fmt::format(".n.tmp-{}-4f", child);
+  for (auto& d : {dead_tmp, live_tmp, dead_old, other}) {
+    fs::create_directories(d);
+    fp_test::write_file(d / "model.safetensors", "partial");
+  }
+  auto m = model::make_random_classifier(tiny_config("bert"), 13);
+  model::save_classifier(*m, (root / "m").string(), "");
+  EXPECT_FALSE(fs::exists(dead_tmp));  // removed
+  EXPECT_TRUE(fs::exists(live_tmp));   // a running save's
+  EXPECT_TRUE(fs::exists(dead_old));   // earlier contents: reported, never deleted
+  EXPECT_TRUE(fs::exists(other));      // another folder's
+  EXPECT_TRUE(fs::exists(root / "m" / "model.safetensors"));
 }
 
 TEST(Loader, NanWeightsRejected) {

@@ -138,6 +138,12 @@ TEST(Neutralize, SetsExactlyTheGivenRows) {
   }
   EXPECT_THROW(purify::neutralize_rows(*m, {40}, row), Error);
   EXPECT_THROW(purify::neutralize_rows(*m, {1}, torch::zeros({15})), Error);
+  // one row per id
+  auto rows = torch::stack({torch::full({16}, 1.f), torch::full({16}, 2.f)});
+  purify::neutralize_rows(*m, {5, 9}, rows);
+  EXPECT_TRUE(m->word_embedding_weight()[5].equal(rows[0]));
+  EXPECT_TRUE(m->word_embedding_weight()[9].equal(rows[1]));
+  EXPECT_THROW(purify::neutralize_rows(*m, {5, 9, 10}, rows), Error);
 }
 
 TEST(Neutralize, PurifyNeutralizesTheTopSuspiciousRowsWithTheMeanPretrainedRow) {
@@ -163,6 +169,18 @@ TEST(Neutralize, PurifyNeutralizesTheTopSuspiciousRowsWithTheMeanPretrainedRow) 
   auto mean_row = pre.model->word_embedding_weight().detach().mean(0);
   auto w = lm.model->word_embedding_weight().detach();
   for (auto id : ids) EXPECT_TRUE(torch::allclose(w[id], mean_row, 1e-5, 1e-6)) << id;
+  // --neutralize-to pretrained: each row back to its own pre-trained value
+  o.neutralize_to = purify::NeutralizeTo::Pretrained;
+  auto lm2 = model::load_classifier(pair.ft_dir, lo);
+  auto res2 = purify::purify(*lm2.model, pair.pre_dir, data, dev, tok, o, torch::kCPU);
+  ASSERT_TRUE(res2.neutralized.has_value());
+  EXPECT_EQ(res2.neutralized->tokens, res.neutralized->tokens);
+  auto pre_w = pre.model->word_embedding_weight().detach();
+  auto w2 = lm2.model->word_embedding_weight().detach();
+  for (auto id : ids) {
+    EXPECT_TRUE(torch::allclose(w2[id], pre_w[id], 1e-5, 1e-6)) << id;
+    EXPECT_FALSE(torch::allclose(w2[id], mean_row, 1e-3, 1e-3)) << id;
+  }
   // Rows the clean data never uses (clean Fisher 0, drift > 0) top the fisher-ratio ranking.
   std::set<int64_t> used;
   for (auto& e : data.encodings) used.insert(e.input_ids.begin(), e.input_ids.end());

@@ -101,6 +101,7 @@ Loaded load_suspect(const DefenseSpec& s, torch::Device device) {
   Loaded l;
   l.lm = model::load_trained_classifier(s.suspect, device);
   l.tok = text::load_tokenizer(s.suspect, l.lm.config.model_type, s.compat);
+  text::check_fits_model(*l.tok, l.lm.config.vocab_size, s.suspect);
   return l;
 }
 

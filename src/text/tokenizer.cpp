@@ -481,4 +481,12 @@ std::unique_ptr<Tokenizer> load_from_folder(const fs::path& folder, const std::s
 
 }  // namespace
 
+void check_fits_model(const Tokenizer& tok, int64_t model_vocab_size, const std::string& folder) {
+  if (tok.vocab_size() > model_vocab_size)
+    throw Error(ErrorKind::TokenizerInvalid,
+                fmt::format("{}: the tokenizer has ids up to {} but the model's vocab_size is {} (config.json): "
+                            "those tokens would index past the embedding matrix",
+                            folder, tok.vocab_size() - 1, model_vocab_size));
+}
+
 }  // namespace finepurify::text

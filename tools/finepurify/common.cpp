@@ -15,7 +15,9 @@ using namespace finepurify;
 text::Compat tokenizer_compat() { return globals().tokenizer_compat == "slow" ? text::Compat::Slow : text::Compat::Fast; }
 
 std::unique_ptr<text::Tokenizer> load_tokenizer_for(const std::string& folder, const model::ModelConfig& c) {
-  return text::load_tokenizer(folder, c.model_type, tokenizer_compat());
+  auto tok = text::load_tokenizer(folder, c.model_type, tokenizer_compat());
+  text::check_fits_model(*tok, c.vocab_size, folder);
+  return tok;
 }
 
 text::Dataset read_data(const std::string& path, const model::ModelConfig& c, bool require_labels,

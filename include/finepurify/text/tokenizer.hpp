@@ -45,4 +45,9 @@ class Tokenizer {
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& folder, const std::string& model_type,
                                           Compat compat = Compat::Fast);
 
+/// A tokenizer paired with a model: throws TokenizerInvalid, naming `folder`, when it can emit ids
+/// >= `model_vocab_size` (the model's embedding rows; vocab.txt, tokenizer.json and added tokens all
+/// count), which would index past the embedding matrix.
+void check_fits_model(const Tokenizer& tok, int64_t model_vocab_size, const std::string& folder);
+
 }  // namespace finepurify::text

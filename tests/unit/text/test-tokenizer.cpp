@@ -252,3 +252,21 @@ TEST(TokenizerThreads, ConcurrentEncodeIsConsistent) {
   for (auto& t : ts) t.join();
   EXPECT_EQ(bad.load(), 0);
 }
+
+TEST(Tokenizer, PairedModelMustCoverEveryId) {
+  // Ids from vocab.txt beyond the model's vocab_size used to reach torch ("index out of range in
+  // self", exit 70, no file named).
+  auto d = bert_dir();
+  auto tok = load_tokenizer(d.string(), "bert");
+  ASSERT_EQ(tok->vocab_size(), 19);
+  EXPECT_NO_THROW(finepurify::text::check_fits_model(*tok, 19, d.string()));
+  EXPECT_NO_THROW(finepurify::text::check_fits_model(*tok, 30522, d.string()));  // a padded embedding is fine
+  try {
+    finepurify::text::check_fits_model(*tok, 18, d.string());
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::TokenizerInvalid);
+    EXPECT_NE(std::string(e.what()).find(d.string()), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("vocab_size is 18"), std::string::npos) << e.what();
+  }
+}

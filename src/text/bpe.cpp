@@ -112,7 +112,10 @@ void BpeTokenizer::bpe_word(const std::string& bytes, std::vector<int64_t>& ids)
   }
   std::vector<int64_t> out;
   out.reserve(syms.size());
-  for (int32_t s : syms) out.push_back(sym_vocab_[static_cast<std::size_t>(s)]);
+  // A piece outside the vocabulary becomes the unknown token, or is dropped when there is none
+  // (as the tokenizers crate's BPE with unk_token None); never id -1.
+  for (int32_t s : syms)
+    if (const int64_t id = sym_vocab_[static_cast<std::size_t>(s)]; id >= 0) out.push_back(id);
   ids.insert(ids.end(), out.begin(), out.end());
   std::lock_guard<std::mutex> lock(cache_mu_);
   if (cache_.size() >= kCacheLimit) cache_.clear();

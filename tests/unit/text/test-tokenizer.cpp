@@ -270,3 +270,21 @@ TEST(Tokenizer, PairedModelMustCoverEveryId) {
     EXPECT_NE(std::string(e.what()).find("vocab_size is 18"), std::string::npos) << e.what();
   }
 }
+
+TEST(Bpe, PieceOutsideAVocabularyWithoutUnkIsDropped) {
+  // Found by fuzzing: without <unk> the piece became id -1. The tokenizers crate drops it.
+  fs::path d = fp_test::temp_dir("bpe-nounk");
+  fp_test::write_file(d / "vocab.json",
+                      R"({"<s>":0,"<pad>":1,"</s>":2,"h":4,"e":5,"l":6,"o":7,"Ġ":8,"w":9,"r":10,"d":11,)"
+                      R"("he":12,"ll":13,"hell":14,"hello":15})");
+  fp_test::write_file(d / "merges.txt", "#version: 0.2\nh e\nl l\nhe ll\nhell o\n");
+  auto tok = load_tokenizer(d.string(), "roberta");
+  EXPECT_EQ(tok->tokenize_ids("hello x"), (Ids{15, 8}));  // "Ġx": Ġ kept, x dropped
+  EXPECT_EQ(tok->tokenize_ids("x"), Ids{});
+  auto e = tok->encode("hello x", std::nullopt, 0);
+  EXPECT_EQ(e.input_ids, (Ids{0, 15, 8, 2}));
+  for (auto id : e.input_ids) {
+    EXPECT_GE(id, 0);
+    EXPECT_LT(id, tok->vocab_size());
+  }
+}

@@ -3,7 +3,8 @@
 decides; the scored "test" columns are the config's test set — in real-dev, dev rows the selection
 never sees):
   analyze.py curves RESULTS.jsonl           every defense's ACC / ASR / flip (%) at each knob value
-  analyze.py rules RESULTS.jsonl [BUDGET..]  the point each knob rule picks under each budget"""
+  analyze.py rules RESULTS.jsonl [BUDGET..]  the point each knob rule picks under each budget
+  analyze.py picks RESULTS.jsonl RULE BUDGET  one row per (dataset, attack): each defense's pick, the floor"""
 import json, math, sys
 from collections import defaultdict
 
@@ -121,12 +122,42 @@ def rules(path, budgets):
                 print(f"| {key[0]} | {key[1]} | {key[2]} | {d} | " + " | ".join(cells) + " |")
 
 
+def picks(path, rule, budget):
+    base, by = load(path)
+    defenses = []
+    for key in sorted(by):
+        for d in by[key]:
+            if d not in defenses:
+                defenses.append(d)
+    print(f"\n## rule {rule}, budget {budget:g}: ACC / ASR / flip (knob) of each defense's pick\n")
+    print("| dataset / attack | suspect | clean model (floor) | " + " | ".join(defenses) + " |")
+    print("|---|---|---|" + "---|" * len(defenses))
+    for key in sorted(by):
+        b = base.get(key, {})
+        cells = []
+        for d in defenses:
+            pts = sorted(by[key].get(d, []), key=lambda r: r["knob"])
+            if not pts:
+                cells.append("")
+                continue
+            knobbed = [r for r in pts if r["knob"] > 0] or pts
+            i = choose([(r["knob"], r["dev_acc"]) for r in knobbed], pts[0]["suspect_dev_acc"], budget, rule, N_DEV)
+            r = knobbed[i] if i is not None else None
+            cells.append("none in budget" if r is None else
+                         f"{pct(r, 'test_acc')} / {pct(r, 'asr')} / {pct(r, 'flip')} ({r['knob']:g})")
+        print(f"| {key[0]} / {key[1]} | {pct(b, 'test_acc')} / {pct(b, 'asr')} / {pct(b, 'flip')} | "
+              f"{pct(b, 'clean_model_test_acc')} / {pct(b, 'clean_model_asr')} / {pct(b, 'clean_model_flip')} | "
+              + " | ".join(cells) + " |")
+
+
 N_DEV = 300  # clean-dev rows (the margin rules' standard error)
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3 or sys.argv[1] not in ("curves", "rules"):
+    if len(sys.argv) < 3 or sys.argv[1] not in ("curves", "rules", "picks"):
         sys.exit(__doc__)
     if sys.argv[1] == "curves":
         curves(sys.argv[2])
+    elif sys.argv[1] == "picks":
+        picks(sys.argv[2], sys.argv[3], float(sys.argv[4]))
     else:
         rules(sys.argv[2], [float(x) for x in sys.argv[3:]] or [1, 3, 5])

@@ -35,7 +35,7 @@ const char* knob_name(Defense d) { return d == Defense::FinePruning ? "pruned" :
 train::TrainOptions clean_tuning_defaults() { return train::train_options(3, 5e-5, 16); }
 
 std::vector<double> default_grid() {
-  return {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9};
+  return {0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5};
 }
 
 Measured measure(model::SequenceClassifierImpl& m, const Measurements& ms, torch::Device device) {

@@ -232,6 +232,13 @@ TEST(Purify, FixedRhoRunsEndToEndOnTinyModel) {
   o.reset_fraction = 0.1;
   o.train.epochs = 1;
   o.train.batch_size = 8;
+  // The default scope (per tensor): round(rho * size) in every aligned tensor.
+  auto sizes = p.ft->named_parameters();
+  auto tensor_res = purify::purify(*p.ft, p.pre_dir, tr, dv, tok, o, torch::kCPU);
+  ASSERT_FALSE(tensor_res.selection.per_tensor.empty());
+  for (auto& [name, count] : tensor_res.selection.per_tensor)
+    EXPECT_EQ(count, std::llround(0.1 * static_cast<double>(sizes[name].numel()))) << name;
+  o.scope = purify::Scope::Global;
   auto res = purify::purify(*p.ft, p.pre_dir, tr, dv, tok, o, torch::kCPU);
   ASSERT_EQ(res.evaluated.size(), 1u);
   int64_t d = 0;

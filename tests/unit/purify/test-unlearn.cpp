@@ -158,6 +158,7 @@ TEST(Neutralize, PurifyNeutralizesTheTopSuspiciousRowsWithTheMeanPretrainedRow) 
   o.train.weight_decay = 0;
   o.reset_fraction = 0.0;
   o.neutralize_tokens = 2;
+  o.diagnose.indicator.epsilon_scale = 1e-8;  // the unused rows (F = 0) first, as checked at the end
   model::LoadOptions lo;
   auto lm = model::load_classifier(pair.ft_dir, lo);
   auto res = purify::purify(*lm.model, pair.pre_dir, data, dev, tok, o, torch::kCPU);

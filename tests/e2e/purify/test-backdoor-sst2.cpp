@@ -89,9 +89,10 @@ TEST(BackdoorSst2, ScanFindsTriggerAndPurifyKeepsBudget) {
   for (auto& p : rep["evaluated"]) std::cout << "  " << p.dump() << "\n";
   EXPECT_GE(rep["purified"]["clean_dev_accuracy"].get<double>(),
             rep["suspect"]["clean_dev_accuracy"].get<double>() - 0.03 - 1e-9);
-  // The shipped default (ε = 1e-8 · mean F) removes little on this model (issue 13): the check is only
-  // that it does not raise the ASR beyond a few of the 912 triggered rows (with length-grouped training
-  // batches it ends at 912/912 against the suspect's 911/912).
+  // The old default (ε = 1e-8 · mean F, global) removed nothing here (912/912 against the suspect's
+  // 911/912); the new default (ε = mean F, per tensor, grid to 0.5; issue 13) passes this check, which
+  // is still only that the ASR does not rise beyond a few of the 912 triggered rows: tightening it
+  // needs the figures the new default reaches on this model (not yet recorded).
   EXPECT_LE(rep["purified"]["asr"].get<double>(), rep["suspect"]["asr"].get<double>() + 0.005);
   // The purified folder is a complete HF folder that finepurify loads back with the same test ACC/ASR.
   ASSERT_EQ(run("-q eval --json --model " + purified.string() + " --data " + (attack / "clean_test.tsv").string() +

@@ -124,7 +124,7 @@ void check_config_against_header(const io::CheckpointReader& reader, const Model
       throw Error(ErrorKind::CheckpointMismatch,
                   fmt::format("{}: tensor '{}' (shape [{}] from config.json) is missing from the checkpoint{}", folder,
                               name, fmt::join(shape, ", "),
-                              name.rfind(last, 0) == 0
+                              starts_with(name, last)
                                   ? fmt::format(" (config.json says num_hidden_layers {})", c.num_hidden_layers)
                                   : ""));
     const auto got = reader.shape(it->second);
@@ -134,8 +134,6 @@ void check_config_against_header(const io::CheckpointReader& reader, const Model
                               it->second, fmt::join(got, ", "), fmt::join(shape, ", ")));
   }
 }
-
-bool has_prefix(const std::string& s, const std::string& p) { return s.rfind(p, 0) == 0; }
 
 }  // namespace
 
@@ -163,8 +161,8 @@ LoadedModel load_classifier(const std::string& folder, const LoadOptions& opt) {
       // Part of the encoder the config does not describe (more layers than num_hidden_layers, a
       // tensor BERT does not have): refused by name. A pooler the model has none of (RoBERTa's
       // classifier) is a documented ignorable; other names (another task's head) are reported.
-      if (has_prefix(n, c.base_prefix() + "pooler.")) { lm.report.ignored.push_back(ck); continue; }
-      if (has_prefix(n, c.base_prefix()))
+      if (starts_with(n, c.base_prefix() + "pooler.")) { lm.report.ignored.push_back(ck); continue; }
+      if (starts_with(n, c.base_prefix()))
         throw Error(ErrorKind::CheckpointMismatch,
                     fmt::format("{}: tensor '{}' is not part of the model config.json describes ({}, {} layers); "
                                 "is config.json the checkpoint's own?",

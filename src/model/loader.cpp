@@ -2,6 +2,7 @@
 #include "finepurify/model/loader.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <filesystem>
 #include <random>
@@ -137,6 +138,13 @@ void check_config_against_header(const io::CheckpointReader& reader, const Model
 
 }  // namespace
 
+namespace {
+std::atomic<UnknownTensors> g_unknown_tensors{UnknownTensors::Warn};
+}  // namespace
+
+void set_unknown_tensors(UnknownTensors policy) { g_unknown_tensors = policy; }
+UnknownTensors unknown_tensors() { return g_unknown_tensors; }
+
 LoadedModel load_classifier(const std::string& folder, const LoadOptions& opt) {
   LoadedModel lm;
   lm.folder = folder;
@@ -167,6 +175,10 @@ LoadedModel load_classifier(const std::string& folder, const LoadOptions& opt) {
                     fmt::format("{}: tensor '{}' is not part of the model config.json describes ({}, {} layers); "
                                 "is config.json the checkpoint's own?",
                                 folder, ck, c.model_type, c.num_hidden_layers));
+      if (unknown_tensors() == UnknownTensors::Refuse)
+        throw Error(ErrorKind::CheckpointMismatch,
+                    fmt::format("{}: tensor '{}' is not used by the {} classifier (refused under --strict)", folder,
+                                ck, c.model_type));
       lm.report.unused.push_back(ck);
       continue;
     }

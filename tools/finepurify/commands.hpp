@@ -23,6 +23,7 @@ struct Globals {
   std::string device = "cpu";
   bool quiet = false;
   std::string tokenizer_compat = "fast";
+  bool strict = false;
   torch::Device dev() const;
 };
 Globals& globals();

@@ -6,6 +6,7 @@
 
 #include "commands.hpp"
 #include "finepurify/error.hpp"
+#include "finepurify/model/loader.hpp"
 #include "finepurify/util/manifest.hpp"
 #include "finepurify/util/runtime.hpp"
 
@@ -41,6 +42,8 @@ int main(int argc, char** argv) {
   app.add_option("--tokenizer-compat", g.tokenizer_compat,
                  "match the 'fast' (AutoTokenizer default) or 'slow' Hugging Face tokenizer")
       ->check(CLI::IsMember({"fast", "slow"}));
+  app.add_flag("--strict", g.strict,
+               "refuse checkpoints holding tensors the model does not use (default: warn and ignore them)");
   for (auto* reg : {fp_cli::register_finetune, fp_cli::register_eval, fp_cli::register_predict, fp_cli::register_tokenize,
                     fp_cli::register_demo, fp_cli::register_bench, fp_cli::register_purify, fp_cli::register_defend,
                     fp_cli::register_experiment, fp_cli::register_scan, fp_cli::register_attack, fp_cli::register_models,
@@ -48,6 +51,7 @@ int main(int argc, char** argv) {
     reg(app);
   app.parse_complete_callback([&]() {
     util::set_quiet(g.quiet);
+    model::set_unknown_tensors(g.strict ? model::UnknownTensors::Refuse : model::UnknownTensors::Warn);
     int n = util::configure_threads(g.threads);
     auto blas = util::detect_blas();
     if (blas.slow)

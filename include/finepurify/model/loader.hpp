@@ -37,8 +37,15 @@ struct LoadedModel {
   LoadReport report;
 };
 
+/// What a load does with a checkpoint tensor it neither uses nor knows as ignorable (another
+/// task's head, a stray tensor): Warn logs it (the default), Refuse throws CheckpointMismatch
+/// naming it (the CLI's `--strict`). Process-wide, as a policy for every checkpoint read.
+enum class UnknownTensors { Warn, Refuse };
+void set_unknown_tensors(UnknownTensors policy);
+UnknownTensors unknown_tensors();
+
 /// Build a classifier from `folder` (config.json + safetensors). Throws Error naming the tensor
-/// on a shape mismatch or a missing non-head tensor.
+/// on a shape mismatch or a missing non-head tensor (and on an unknown one under Refuse).
 LoadedModel load_classifier(const std::string& folder, const LoadOptions& opt = {});
 
 /// A trained classifier folder (its head must be there: nothing is initialised) on `device`.

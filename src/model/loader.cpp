@@ -8,7 +8,9 @@
 #include <random>
 #include <set>
 
+#include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -320,16 +322,32 @@ void save_classifier(SequenceClassifierImpl& m, const std::string& out, const st
     if (!tokenizer_from.empty()) io::copy_tokenizer_files(tokenizer_from, tmp.string());
     for (auto& [name, content] : extra_files) io::write_text_atomic((tmp / name).string(), content);
     if (fs::exists(dst)) {
-      fs::path old = dst.parent_path() / fmt::format(".{}.old-{}-{:x}", dst.filename().string(), getpid(), rd());
-      fs::rename(dst, old);
-      fs::rename(tmp, dst);
-      fs::remove_all(old);
+      // One atomic exchange: at every instant `out` is the old folder or the new one. The old one
+      // then sits at the temporary name, which a kill leaves to the next save's sweep.
+      if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, dst.c_str(), RENAME_EXCHANGE) == 0) {
+        std::error_code ec;
+        fs::remove_all(tmp, ec);
+      } else if (errno == EINVAL || errno == ENOSYS) {  // a file system without exchange: two renames
+        fs::path old = dst.parent_path() / fmt::format(".{}.old-{}-{:x}", dst.filename().string(), getpid(), rd());
+        fs::rename(dst, old);
+        fs::rename(tmp, dst);
+        fs::remove_all(old);
+      } else {
+        throw fs::filesystem_error("exchanging the new folder with the old", tmp, dst,
+                                   std::error_code(errno, std::generic_category()));
+      }
     } else {
       fs::rename(tmp, dst);
     }
   } catch (const fs::filesystem_error& e) {
     std::error_code ec;
     fs::remove_all(tmp, ec);
+    throw Error(ErrorKind::Io, fmt::format("writing model folder '{}': {}", out, e.what()));
+  } catch (const Error& e) {
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    if (e.kind() != ErrorKind::Io) throw;
+    // The message names the hidden temporary; say which output it was (a full disk, no permission).
     throw Error(ErrorKind::Io, fmt::format("writing model folder '{}': {}", out, e.what()));
   } catch (...) {
     std::error_code ec;

@@ -159,13 +159,13 @@ const std::vector<Case>& cases() {
        "safetensors.invalid_offsets", 4, "word_embeddings"},
       {"StDataSizeMismatch", Breaks::Model,
        [](auto& d) {
-         edit_st(d, [](StFile& f) { f.header[tensor_named(f.header, "word_embeddings")]["shape"] = {3, 3}; });
+         edit_st(d, [](StFile& f) { f.header[tensor_named(f.header, "word_embeddings")]["shape"] = json::array({3, 3}); });
        },
        "safetensors.data_size_mismatch", 4, "word_embeddings"},
       {"StOverflow", Breaks::Model,
        [](auto& d) {
          edit_st(d, [](StFile& f) {
-           f.header[tensor_named(f.header, "word_embeddings")]["shape"] = {uint64_t{1} << 62, uint64_t{1} << 62};
+           f.header[tensor_named(f.header, "word_embeddings")]["shape"] = json::array({uint64_t{1} << 62, uint64_t{1} << 62});
          });
        },
        "safetensors.overflow", 4, "word_embeddings"},
@@ -236,7 +236,7 @@ const std::vector<Case>& cases() {
        [](auto& d) {
          edit_st(d, [](StFile& f) {
            auto& t = f.header[tensor_named(f.header, "attention.self.query.weight")];
-           t["shape"] = {8, 32};  // same element count as [16, 16]
+           t["shape"] = json::array({8, 32});  // same element count as [16, 16]
          });
        },
        "checkpoint.mismatch", 4, "query.weight"},

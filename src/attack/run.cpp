@@ -250,8 +250,7 @@ AttackRun run_attack(const AttackSpec& a, torch::Device dev) {
   run.trigger = attack_method(a.method).trigger(a);
   run.model_dir = !a.clean_model.empty() ? a.clean_model : a.pretrained;
   auto cfg = model::load_config(run.model_dir);
-  auto tok = text::load_tokenizer(run.model_dir, cfg.model_type, a.compat);
-  text::check_fits_model(*tok, cfg.vocab_size, run.model_dir);
+  auto tok = text::load_model_tokenizer(run.model_dir, cfg.model_type, cfg.vocab_size, a.compat);
   auto clean_train = first_rows(train::read_task_data(a.train, cfg), a.train_limit);
   run.model = load_start(a, cfg, clean_train, dev);
   auto& lm = run.model;

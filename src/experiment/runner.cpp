@@ -324,8 +324,7 @@ int64_t Runner::run() {
   plan();
   pre_hash_ = hash_of_folder(cfg_.pretrained);
   const auto pre_cfg = model::load_config(cfg_.pretrained);
-  tok_ = text::load_tokenizer(cfg_.pretrained, pre_cfg.model_type);
-  text::check_fits_model(*tok_, pre_cfg.vocab_size, cfg_.pretrained);
+  tok_ = text::load_model_tokenizer(cfg_.pretrained, pre_cfg.model_type, pre_cfg.vocab_size);
   for (auto& ds : cfg_.datasets)
     if (selected(ds))
       for (auto seed : cfg_.seeds) dataset_seed(ds, seed);

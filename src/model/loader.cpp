@@ -96,22 +96,31 @@ SequenceClassifier make_random_classifier(const ModelConfig& config, uint64_t se
 
 namespace {
 
-/// Checkpoint tensor names by the model parameter name they load into ("" = a known ignorable).
-std::map<std::string, std::string> canonical_names(const io::CheckpointReader& reader, const ModelConfig& c) {
-  std::map<std::string, std::string> by;
+/// The checkpoint's tensor names mapped once: by the model parameter name each loads into, and the
+/// known ignorables (canonical_name ""). Two tensors for one parameter are refused by name.
+struct NameMap {
+  std::map<std::string, std::string> by_param;  ///< model parameter name -> checkpoint name
+  std::vector<std::string> ignored;
+};
+NameMap map_names(const io::CheckpointReader& reader, const ModelConfig& c, const std::string& folder) {
+  NameMap m;
   for (const auto& ck : reader.names()) {
     auto n = canonical_name(ck, c);
-    if (!n.empty()) by.emplace(n, ck);
+    if (n.empty()) { m.ignored.push_back(ck); continue; }
+    auto [it, fresh] = m.by_param.emplace(n, ck);
+    if (!fresh)
+      throw Error(ErrorKind::CheckpointMismatch,
+                  fmt::format("{}: tensors '{}' and '{}' both map to parameter '{}'", folder, it->second, ck, n));
   }
-  return by;
+  return m;
 }
 
 /// The config's sizes against the checkpoint's header, before anything is allocated: the tensors
 /// whose size every config field decides (embeddings, the last layer's attention and FFN) must be in
 /// the file with the shapes the config implies. A config cannot ask for more memory than the
 /// checkpoint holds (a hostile 300-byte config.json with vocab_size 1e12 fails here, by name).
-void check_config_against_header(const io::CheckpointReader& reader, const ModelConfig& c, const std::string& folder) {
-  const auto by = canonical_names(reader, c);
+void check_config_against_header(const io::CheckpointReader& reader, const std::map<std::string, std::string>& by,
+                                 const ModelConfig& c, const std::string& folder) {
   const std::string p = c.base_prefix();
   const std::string last = fmt::format("{}encoder.layer.{}.", p, c.num_hidden_layers - 1);
   const std::vector<std::pair<std::string, std::vector<int64_t>>> expect = {
@@ -155,7 +164,9 @@ LoadedModel load_classifier(const std::string& folder, const LoadOptions& opt) {
   const int64_t config_labels = c.num_labels();
   if (opt.num_labels) set_num_labels(c, *opt.num_labels, opt.label_names);
   io::CheckpointReader reader(folder);
-  check_config_against_header(reader, c, folder);
+  const auto names = map_names(reader, c, folder);
+  check_config_against_header(reader, names.by_param, c, folder);
+  lm.report.ignored = names.ignored;
 
   // Build with HF initialisation first so tensors missing from the file get a seeded init.
   lm.model = make_random_classifier(c, opt.seed, torch::kCPU);
@@ -163,10 +174,8 @@ LoadedModel load_classifier(const std::string& folder, const LoadOptions& opt) {
   std::set<std::string> head;
   for (auto& n : head_parameter_names(*lm.model)) head.insert(n);
 
-  std::map<std::string, std::string> source;  // model name -> ckpt name
-  for (const auto& ck : reader.names()) {
-    std::string n = canonical_name(ck, c);
-    if (n.empty()) { lm.report.ignored.push_back(ck); continue; }
+  std::map<std::string, std::string> source;  // model name -> ckpt name, for the tensors the model has
+  for (const auto& [n, ck] : names.by_param) {
     if (!params.contains(n)) {
       // Part of the encoder the config does not describe (more layers than num_hidden_layers, a
       // tensor BERT does not have): refused by name. A pooler the model has none of (RoBERTa's
@@ -184,9 +193,6 @@ LoadedModel load_classifier(const std::string& folder, const LoadOptions& opt) {
       lm.report.unused.push_back(ck);
       continue;
     }
-    if (source.count(n))
-      throw Error(ErrorKind::CheckpointMismatch,
-                  fmt::format("{}: tensors '{}' and '{}' both map to parameter '{}'", folder, source[n], ck, n));
     source[n] = ck;
   }
   torch::NoGradGuard ng;

@@ -100,8 +100,7 @@ struct Loaded {
 Loaded load_suspect(const DefenseSpec& s, torch::Device device) {
   Loaded l;
   l.lm = model::load_trained_classifier(s.suspect, device);
-  l.tok = text::load_tokenizer(s.suspect, l.lm.config.model_type, s.compat);
-  text::check_fits_model(*l.tok, l.lm.config.vocab_size, s.suspect);
+  l.tok = text::load_model_tokenizer(s.suspect, l.lm.config.model_type, l.lm.config.vocab_size, s.compat);
   return l;
 }
 

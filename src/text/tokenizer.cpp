@@ -489,4 +489,11 @@ void check_fits_model(const Tokenizer& tok, int64_t model_vocab_size, const std:
                             folder, tok.vocab_size() - 1, model_vocab_size));
 }
 
+std::unique_ptr<Tokenizer> load_model_tokenizer(const std::string& folder, const std::string& model_type,
+                                                int64_t model_vocab_size, Compat compat) {
+  auto tok = load_tokenizer(folder, model_type, compat);
+  check_fits_model(*tok, model_vocab_size, folder);
+  return tok;
+}
+
 }  // namespace finepurify::text

@@ -74,8 +74,7 @@ model::LoadedModel load_start(const FinetuneSpec& s, const model::ModelConfig& c
 
 FinetuneRun run_finetune(const FinetuneSpec& s, torch::Device dev) {
   auto cfg = model::load_config(s.model);
-  auto tok = text::load_tokenizer(s.model, cfg.model_type, s.compat);
-  text::check_fits_model(*tok, cfg.vocab_size, s.model);
+  auto tok = text::load_model_tokenizer(s.model, cfg.model_type, cfg.vocab_size, s.compat);
   auto train_data = read_task_data(s.train, cfg);
   FinetuneRun run;
   run.model = load_start(s, cfg, train_data, dev);

@@ -15,9 +15,7 @@ using namespace finepurify;
 text::Compat tokenizer_compat() { return globals().tokenizer_compat == "slow" ? text::Compat::Slow : text::Compat::Fast; }
 
 std::unique_ptr<text::Tokenizer> load_tokenizer_for(const std::string& folder, const model::ModelConfig& c) {
-  auto tok = text::load_tokenizer(folder, c.model_type, tokenizer_compat());
-  text::check_fits_model(*tok, c.vocab_size, folder);
-  return tok;
+  return text::load_model_tokenizer(folder, c.model_type, c.vocab_size, tokenizer_compat());
 }
 
 text::Dataset read_data(const std::string& path, const model::ModelConfig& c, bool require_labels,

@@ -50,4 +50,9 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& folder, const std::
 /// count), which would index past the embedding matrix.
 void check_fits_model(const Tokenizer& tok, int64_t model_vocab_size, const std::string& folder);
 
+/// The tokenizer of a model folder, paired with that model: load_tokenizer, then check_fits_model
+/// against the model's `vocab_size` (what every command that encodes text for a model calls).
+std::unique_ptr<Tokenizer> load_model_tokenizer(const std::string& folder, const std::string& model_type,
+                                                int64_t model_vocab_size, Compat compat = Compat::Fast);
+
 }  // namespace finepurify::text

@@ -254,6 +254,18 @@ const std::vector<Case>& cases() {
          edit_st(d, [](StFile& f) { f.header[tensor_named(f.header, "attention.self.value.weight")]["dtype"] = "I32"; });
        },
        "checkpoint.mismatch", 4, "value.weight"},
+      {"TwoTensorsForOneParameter", Breaks::Model,
+       [](auto& d) {
+         edit_st(d, [](StFile& f) {  // LayerNorm.gamma is transformers' old name of LayerNorm.weight
+           const std::string w = tensor_named(f.header, "embeddings.LayerNorm.weight");
+           json t = f.header[w];
+           const uint64_t n = f.data.size(), b = t["data_offsets"][0], e = t["data_offsets"][1];
+           f.data += f.data.substr(b, e - b);
+           t["data_offsets"] = json::array({n, n + (e - b)});
+           f.header[w.substr(0, w.size() - 6) + "gamma"] = t;
+         });
+       },
+       "checkpoint.mismatch", 4, "LayerNorm.gamma"},
       {"UnknownTensorUnderStrict", Breaks::Model,
        [](auto& d) {
          edit_st(d, [](StFile& f) {

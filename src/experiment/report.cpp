@@ -44,6 +44,11 @@ namespace {
 
 struct Stat {
   std::vector<double> v;
+  double mean() const {
+    double m = 0;
+    for (double x : v) m += x;
+    return v.empty() ? 0 : m / v.size();
+  }
   std::string str(int digits = 1) const {
     if (v.empty()) return "–";
     double m = 0, s = 0;
@@ -184,11 +189,13 @@ std::string budget_tables_md(const ReportInput& c) {
     md += "\n|---|---|---|";
     for (std::size_t i = 0; i < c.defenses.size(); ++i) md += "---|";
     md += "\n";
+    std::map<std::string, int> wins;  // defense -> rows where its mean ASR is the lowest (ties count for each)
+    int rows_with_data = 0;
     for (auto& ds : c.datasets)
       for (auto& at : c.attacks) {
         const auto [floor_asr, floor_flip] = floor_of(c, ds, at);
-        std::string line = fmt::format("| {} | {} | {} / {} |", ds, at, floor_asr.str(), floor_flip.str());
-        bool any = false;
+        std::vector<std::string> cells;
+        std::vector<double> mean_asr;
         for (auto& de : c.defenses) {
           Stat acc, asr, flip;
           std::vector<std::string> knobs;
@@ -199,15 +206,31 @@ std::string budget_tables_md(const ReportInput& c) {
               if (r->value("flip", -1.0) >= 0) flip.v.push_back(r->value("flip", 0.0));
               knobs.push_back(fmt::format("{:g}", r->value("knob", 0.0)));
             }
-          any |= !acc.v.empty();
           std::string k;
           for (auto& s : knobs) k += (k.empty() ? "" : ",") + s;
-          line += acc.v.empty() ? " – |"
-                                : fmt::format(" {} / **{}** / {} <sub>({})</sub> |", acc.str(), asr.str(), flip.str(), k);
+          cells.push_back(acc.v.empty() ? "–" : fmt::format("{} / **{}** / {} <sub>({})</sub>", acc.str(), asr.str(), flip.str(), k));
+          mean_asr.push_back(asr.v.empty() ? -1 : std::round(1000 * asr.mean()) / 1000);  // compared at 0.1 points
         }
-        if (any) md += line + "\n";
+        double best = -1;
+        for (double a : mean_asr)
+          if (a >= 0 && (best < 0 || a < best)) best = a;
+        if (best < 0) continue;
+        ++rows_with_data;
+        std::string line = fmt::format("| {} | {} | {} / {} |", ds, at, floor_asr.str(), floor_flip.str());
+        for (std::size_t i = 0; i < cells.size(); ++i) {
+          const bool lowest = mean_asr[i] >= 0 && mean_asr[i] == best;
+          if (lowest) ++wins[c.defenses[i]];
+          line += " " + cells[i] + (lowest ? " ◀" : "") + " |";
+        }
+        md += line + "\n";
       }
-    md += "\n<sub>(knob chosen per seed: reset fraction ρ, or pruned fraction for fine-pruning)</sub>\n\n";
+    md += "\n<sub>(knob chosen per seed: reset fraction ρ, or pruned fraction for fine-pruning; ◀ = lowest mean ASR "
+          "of the row, to 0.1 points)</sub>\n\n";
+    if (rows_with_data > 0) {
+      std::vector<std::string> w;
+      for (auto& de : c.defenses) w.push_back(fmt::format("{} {}", de, wins[de]));
+      md += fmt::format("Lowest mean ASR, rows of {}: {}.\n\n", rows_with_data, fmt::join(w, ", "));
+    }
   }
 
   return md;

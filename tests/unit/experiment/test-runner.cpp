@@ -161,6 +161,40 @@ TEST(ExperimentBudget, LargestKnobWithinBudgetElseFineTuning) {
   EXPECT_EQ((*experiment::choose_under_budget(rows, "x", "a", 1, "magnitude", 3, purify::KnobRule::Prefix))["knob"], 0.1);
 }
 
+// The budget tables mark the lowest mean ASR of each row and count, per defense, the rows it wins
+// (the issue-13 criterion), ties counting for each.
+TEST(ExperimentReport, LowestMeanAsrIsMarkedAndCounted) {
+  auto dir = fp_test::temp_dir("expwins");
+  make_world(dir);
+  auto j = tiny_config_json();
+  j["seeds"] = {1, 2};
+  j["thresholds"] = {3};
+  fp_test::write_file((dir / "tiny.json").string(), j.dump(2));
+  auto cfg = experiment::load_config((dir / "tiny.json").string());
+  auto row = [](const std::string& at, uint64_t seed, const std::string& d, double knob, double asr) {
+    return json{{"dataset", "toy"}, {"attack", at}, {"seed", seed}, {"defense", d}, {"method", d},
+                {"knob", knob}, {"dev_acc", 0.80}, {"suspect_dev_acc", 0.80}, {"test_acc", 0.8},
+                {"asr", asr}, {"flip", asr}};
+  };
+  // badword: fine-purifying lowest (mean 0.15 vs 0.30); ep: magnitude and fine-purifying tie at 0.20.
+  std::vector<json> rows = {row("badword", 1, "finetune", 0, 0.9), row("badword", 2, "finetune", 0, 0.9),
+                            row("badword", 1, "magnitude", 0.5, 0.2), row("badword", 2, "magnitude", 0.5, 0.4),
+                            row("badword", 1, "fine-purifying", 0.5, 0.1), row("badword", 2, "fine-purifying", 0.5, 0.2),
+                            row("ep", 1, "magnitude", 0.5, 0.2), row("ep", 2, "magnitude", 0.5, 0.2),
+                            row("ep", 1, "fine-purifying", 0.5, 0.25), row("ep", 2, "fine-purifying", 0.5, 0.15)};
+  experiment::write_report(cfg, rows, (dir / "out").string());
+  const auto md = fp_test::read_file((dir / "out" / "report.md").string());
+  const auto table = md.substr(md.find("## ΔACC ≤ 3 points"));
+  const auto bw = table.substr(table.find("| toy | badword |"));
+  const auto bw_line = bw.substr(0, bw.find('\n'));
+  EXPECT_NE(bw_line.find("15.0 ± 7.1** / 15.0 ± 7.1 <sub>(0.5,0.5)</sub> ◀"), std::string::npos) << bw_line;
+  EXPECT_EQ(bw_line.find("30.0 ± 14.1** / 30.0 ± 14.1 <sub>(0.5,0.5)</sub> ◀"), std::string::npos) << bw_line;
+  EXPECT_NE(table.find("Lowest mean ASR, rows of 2: finetune 0, fine-pruning 0, fine-mixing 0, magnitude 1, reinit 0, "
+                       "fine-purifying 2."),
+            std::string::npos)
+      << table;
+}
+
 TEST(ExperimentRunner, TinyConfigEndToEndCachesAndResumes) {
   auto dir = fp_test::temp_dir("exprun");
   make_world(dir);

@@ -14,6 +14,37 @@ namespace finepurify::model {
 
 namespace nn = torch::nn;
 
+namespace {
+thread_local ActivationTape* g_tape = nullptr;
+
+/// l(x), recorded on the active tape.
+torch::Tensor linear(nn::Linear& l, const torch::Tensor& x) {
+  auto y = l(x);
+  if (g_tape) g_tape->linears.push_back({l.get(), x, y});
+  return y;
+}
+
+/// ln(x), recorded on the active tape with its normalised input (the per-example weight gradient
+/// is sum_t dL/dy_t * xhat_t).
+torch::Tensor layer_norm(nn::LayerNorm& ln, const torch::Tensor& x) {
+  auto y = ln(x);
+  if (g_tape) {
+    torch::NoGradGuard ng;
+    auto var_mean = torch::var_mean(x, {-1}, /*unbiased=*/false, /*keepdim=*/true);
+    auto xhat = (x - std::get<1>(var_mean)) * torch::rsqrt(std::get<0>(var_mean) + ln->options.eps());
+    g_tape->norms.push_back({ln.get(), xhat, y});
+  }
+  return y;
+}
+}  // namespace
+
+ActivationTape::Scope::Scope(ActivationTape& tape) {
+  if (g_tape) throw Error(ErrorKind::Internal, "ActivationTape scopes do not nest");
+  g_tape = &tape;
+}
+ActivationTape::Scope::~Scope() { g_tape = nullptr; }
+ActivationTape* ActivationTape::active() { return g_tape; }
+
 EmbeddingsImpl::EmbeddingsImpl(const ModelConfig& c) : roberta_(c.is_roberta()), pad_(c.pad_token_id) {
   word_embeddings = register_module(
       "word_embeddings", nn::Embedding(nn::EmbeddingOptions(c.vocab_size, c.hidden_size).padding_idx(c.pad_token_id)));
@@ -43,7 +74,13 @@ torch::Tensor EmbeddingsImpl::forward(const torch::Tensor& input_ids, const torc
                             "use a smaller --max-length", input_ids.size(1), max_pos));
   auto words = inputs_embeds.defined() ? inputs_embeds : word_embeddings(input_ids);
   auto x = words + token_type_embeddings(token_type_ids) + position_embeddings(pos);
-  return dropout(LayerNorm(x));
+  if (g_tape) {
+    g_tape->embedding_sum = x;
+    g_tape->input_ids = input_ids;
+    g_tape->position_ids = pos;
+    g_tape->token_type_ids = token_type_ids;
+  }
+  return dropout(layer_norm(LayerNorm, x));
 }
 
 SelfAttentionImpl::SelfAttentionImpl(const ModelConfig& c)
@@ -57,7 +94,7 @@ SelfAttentionImpl::SelfAttentionImpl(const ModelConfig& c)
 torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& ext_mask) {
   const int64_t B = x.size(0), T = x.size(1);
   auto split = [&](const torch::Tensor& t) { return t.view({B, T, heads_, head_dim_}).transpose(1, 2); };
-  auto q = split(query(x)), k = split(key(x)), v = split(value(x));  // (B, nh, T, dh)
+  auto q = split(linear(query, x)), k = split(linear(key, x)), v = split(linear(value, x));  // (B, nh, T, dh)
   auto scores = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(head_dim_)) + ext_mask;
   auto probs = dropout(torch::softmax(scores, -1));
   return torch::matmul(probs, v).transpose(1, 2).contiguous().view({B, T, heads_ * head_dim_});
@@ -70,7 +107,7 @@ DenseResidualNormImpl::DenseResidualNormImpl(int64_t in, int64_t out, double eps
 }
 
 torch::Tensor DenseResidualNormImpl::forward(const torch::Tensor& x, const torch::Tensor& residual) {
-  return LayerNorm(dropout(dense(x)) + residual);
+  return layer_norm(LayerNorm, dropout(linear(dense, x)) + residual);
 }
 
 AttentionImpl::AttentionImpl(const ModelConfig& c) {
@@ -88,7 +125,7 @@ IntermediateImpl::IntermediateImpl(const ModelConfig& c) : act_(c.hidden_act) {
 }
 
 torch::Tensor IntermediateImpl::forward(const torch::Tensor& x) {
-  auto h = dense(x);
+  auto h = linear(dense, x);
   if (act_ == "gelu") return torch::gelu(h);  // exact erf form, as HF's "gelu"
   if (act_ == "gelu_new" || act_ == "gelu_pytorch_tanh") return torch::gelu(h, "tanh");
   if (act_ == "relu") return torch::relu(h);
@@ -146,9 +183,9 @@ SequenceClassifierImpl::SequenceClassifierImpl(const ModelConfig& c) : config(c)
 }
 
 torch::Tensor SequenceClassifierImpl::head(const torch::Tensor& h0) {
-  if (config.is_roberta()) return head_out_proj(dropout(torch::tanh(head_dense(dropout(h0)))));
-  auto pooled = torch::tanh(base->pooler_dense(h0));
-  return classifier(dropout(pooled));
+  if (config.is_roberta()) return linear(head_out_proj, dropout(torch::tanh(linear(head_dense, dropout(h0)))));
+  auto pooled = torch::tanh(linear(base->pooler_dense, h0));
+  return linear(classifier, dropout(pooled));
 }
 
 ForwardOutput SequenceClassifierImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& token_type_ids,

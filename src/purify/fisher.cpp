@@ -1,5 +1,12 @@
-// Per-example diagonal empirical Fisher with a sparse word-embedding gradient.
+// Diagonal empirical Fisher: batched per-example squared gradients (the default) and the
+// per-example reference loop they are checked against.
 #include "finepurify/purify/fisher.hpp"
+
+#include <chrono>
+#include <functional>
+#include <numeric>
+#include <optional>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -8,32 +15,44 @@
 
 namespace finepurify::purify {
 
-std::map<std::string, torch::Tensor> diagonal_fisher(model::SequenceClassifierImpl& m, const train::TokenizedSet& data,
-                                                     torch::Device device, const FisherOptions& opt) {
-  const int64_t N = opt.max_examples > 0 ? std::min(opt.max_examples, data.size()) : data.size();
-  if (N == 0) throw Error(ErrorKind::InvalidArgument, "Fisher: the clean set is empty");
-  m.to(device);
-  bool was_training = m.is_training();
-  m.eval();  // dropout off
+namespace {
+
+void check_labels(const model::SequenceClassifierImpl& m, const train::TokenizedSet& data, int64_t N) {
+  for (int64_t n = 0; n < N; ++n)
+    if (data.labels[n] < 0 || data.labels[n] >= m.config.num_labels())
+      throw Error(ErrorKind::DataInvalid, fmt::format("Fisher: example {} has label {} outside [0, {})", n,
+                                                      data.labels[n], m.config.num_labels()));
+}
+
+/// float64 accumulators, one per parameter, on the parameter's device.
+std::map<std::string, torch::Tensor> zeros_like_params(model::SequenceClassifierImpl& m) {
+  std::map<std::string, torch::Tensor> acc;
+  for (auto& p : m.named_parameters())
+    acc[p.key()] = torch::zeros(p.value().sizes(), p.value().options().dtype(torch::kFloat64));
+  return acc;
+}
+
+std::map<std::string, torch::Tensor> finish(std::map<std::string, torch::Tensor>& acc, int64_t N) {
+  std::map<std::string, torch::Tensor> out;
+  for (auto& [k, v] : acc) out[k] = (v / static_cast<double>(N)).to(torch::kFloat32).to(torch::kCPU);
+  return out;
+}
+
+/// One unpadded forward/backward per example (the reference).
+void per_example(model::SequenceClassifierImpl& m, const train::TokenizedSet& data, int64_t N, torch::Device device,
+                 std::map<std::string, torch::Tensor>& acc, util::Progress& progress) {
   const std::string word_name = m.word_embedding_name();
   const int64_t pad = m.config.pad_token_id;
   auto word = m.word_embedding_weight();
-
   std::vector<std::string> names;
   std::vector<torch::Tensor> params;
-  std::map<std::string, torch::Tensor> acc;  // float64 accumulators on the device
   for (auto& p : m.named_parameters()) {
-    acc[p.key()] = torch::zeros(p.value().sizes(), p.value().options().dtype(torch::kFloat64));
     if (p.key() == word_name) continue;
     names.push_back(p.key());
     params.push_back(p.value());
   }
   auto& word_acc = acc[word_name];
-  util::Progress progress("fisher", N, opt.progress ? 5.0 : 1e18);
   for (int64_t n = 0; n < N; ++n) {
-    if (data.labels[n] < 0 || data.labels[n] >= m.config.num_labels())
-      throw Error(ErrorKind::DataInvalid, fmt::format("Fisher: example {} has label {} outside [0, {})", n,
-                                                      data.labels[n], m.config.num_labels()));
     auto b = train::collate(data, {n}, device);  // one example, no padding
     auto ids = b.input_ids.view({-1});
     auto uniq_inv = torch::_unique2(ids, /*sorted=*/true, /*return_inverse=*/true);
@@ -55,10 +74,150 @@ std::map<std::string, torch::Tensor> diagonal_fisher(model::SequenceClassifierIm
     word_acc.index_add_(0, uniq, row_sq);
     progress.step(1);
   }
+}
+
+/// acc += sum_n (per-example rows)^2 for an embedding: g (B, T, H) at the looked-up vectors, ids (B, T).
+/// Rows an example uses twice get the sum of their gradients first (the example's gradient of that row).
+void add_embedding(torch::Tensor& acc, const torch::Tensor& g, const torch::Tensor& ids, std::optional<int64_t> pad) {
+  const int64_t B = ids.size(0), T = ids.size(1), H = g.size(2), V = acc.size(0);
+  auto key = (torch::arange(B, ids.options()).unsqueeze(1) * V + ids).view({-1});  // example x row
+  auto uniq_inv = torch::_unique2(key, /*sorted=*/true, /*return_inverse=*/true);
+  auto uniq = std::get<0>(uniq_inv), inverse = std::get<1>(uniq_inv);
+  auto per = torch::zeros({uniq.size(0), H}, g.options().dtype(torch::kFloat64));
+  per.index_add_(0, inverse, g.reshape({B * T, H}).to(torch::kFloat64));
+  auto row = uniq.remainder(V);
+  auto sq = per.square();
+  if (pad) sq.masked_fill_(row.eq(*pad).unsqueeze(1), 0.0);  // padding_idx gets no gradient (as nn.Embedding)
+  acc.index_add_(0, row, sq);
+}
+
+/// acc += sum_n (sum_t a_nt ⊗ b_nt)^2 with a (B, T, out), b (B, T, in), in chunks of examples so that
+/// the (chunk, out, in) per-example gradients stay small.
+void add_outer(torch::Tensor& acc, const torch::Tensor& a, const torch::Tensor& b) {
+  const int64_t B = a.size(0), out = a.size(2), in = b.size(2);
+  const int64_t chunk = std::max<int64_t>(1, (int64_t{1} << 24) / std::max<int64_t>(1, out * in));
+  for (int64_t s = 0; s < B; s += chunk) {
+    const int64_t e = std::min(B, s + chunk);
+    auto G = torch::bmm(a.slice(0, s, e).transpose(1, 2), b.slice(0, s, e));  // (c, out, in)
+    // Squared in float32 (6e-8 relative), summed over the examples in float64 without a float64 copy.
+    acc.add_(G.square_().sum(0, /*keepdim=*/false, torch::kFloat64));
+  }
+}
+
+void batched(model::SequenceClassifierImpl& m, const train::TokenizedSet& data, int64_t N, int64_t batch_size,
+             torch::Device device, std::map<std::string, torch::Tensor>& acc, util::Progress& progress) {
+  std::map<const torch::nn::Module*, std::string> prefix;  // module -> its name ("bert.encoder.layer.0.attention.self.query")
+  for (auto& item : m.named_modules("", /*include_self=*/false)) prefix[item.value().get()] = item.key();
+  auto& emb = *m.base->embeddings;
+  const std::string ep = m.config.base_prefix() + "embeddings.";
+  std::set<std::string> covered;
+  auto add = [&](const std::string& name, const std::function<void(torch::Tensor&)>& f) {
+    auto it = acc.find(name);
+    if (it == acc.end()) throw Error(ErrorKind::Internal, "batched Fisher: no parameter " + name);
+    f(it->second);
+    covered.insert(name);
+  };
+  const auto subset = train::subset(data, [&] {
+    std::vector<int64_t> idx(N);
+    std::iota(idx.begin(), idx.end(), 0);
+    return idx;
+  }());
+  for (const auto& idx : train::length_sorted_batches(subset, batch_size)) {
+    auto b = train::collate(subset, idx, device);
+    model::ActivationTape tape;
+    torch::Tensor loss;
+    {
+      model::ActivationTape::Scope scope(tape);
+      auto logits = m.forward(b.input_ids, b.token_type_ids, b.attention_mask).logits;
+      // The sum of the examples' losses: its gradient at each example's activations is that example's own.
+      loss = torch::nn::functional::cross_entropy(
+          logits, b.labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+    }
+    std::vector<torch::Tensor> outs;
+    for (auto& l : tape.linears) outs.push_back(l.y);
+    for (auto& n : tape.norms) outs.push_back(n.y);
+    outs.push_back(tape.embedding_sum);
+    auto g = torch::autograd::grad({loss}, outs, {}, /*retain_graph=*/false, /*create_graph=*/false,
+                                   /*allow_unused=*/true);
+    std::size_t k = 0;
+    for (auto& l : tape.linears) {
+      auto gy = g[k++];
+      if (!gy.defined()) continue;
+      const auto& name = prefix.at(l.module);
+      auto x = l.x.detach();
+      if (x.dim() == 2) {  // the head: one position per example
+        x = x.unsqueeze(1);
+        gy = gy.unsqueeze(1);
+      }
+      add(name + ".weight", [&](torch::Tensor& a) { add_outer(a, gy, x); });
+      if (l.module->bias.defined()) add(name + ".bias", [&](torch::Tensor& a) { a.add_(gy.sum(1).to(torch::kFloat64).square().sum(0)); });
+    }
+    for (auto& nrm : tape.norms) {
+      auto gy = g[k++];
+      if (!gy.defined()) continue;
+      const auto& name = prefix.at(nrm.module);
+      add(name + ".weight", [&](torch::Tensor& a) { a.add_((gy * nrm.xhat).sum(1).to(torch::kFloat64).square().sum(0)); });
+      add(name + ".bias", [&](torch::Tensor& a) { a.add_(gy.sum(1).to(torch::kFloat64).square().sum(0)); });
+    }
+    auto gs = g[k++];
+    if (gs.defined()) {
+      add(ep + "word_embeddings.weight", [&](torch::Tensor& a) { add_embedding(a, gs, tape.input_ids, emb.word_embeddings->options.padding_idx()); });
+      add(ep + "position_embeddings.weight", [&](torch::Tensor& a) { add_embedding(a, gs, tape.position_ids, emb.position_embeddings->options.padding_idx()); });
+      add(ep + "token_type_embeddings.weight", [&](torch::Tensor& a) { add_embedding(a, gs, tape.token_type_ids, std::nullopt); });
+    }
+    progress.step(static_cast<int64_t>(idx.size()));
+  }
+  // Every parameter has a rule above; a new module type without one would silently get F = 0.
+  for (auto& [name, a] : acc)
+    if (!covered.count(name))
+      throw Error(ErrorKind::Internal, "batched Fisher: parameter " + name + " is not covered (use batch_size 1)");
+}
+
+}  // namespace
+
+std::map<std::string, torch::Tensor> diagonal_fisher(model::SequenceClassifierImpl& m, const train::TokenizedSet& data,
+                                                     torch::Device device, const FisherOptions& opt) {
+  const int64_t N = opt.max_examples > 0 ? std::min(opt.max_examples, data.size()) : data.size();
+  if (N == 0) throw Error(ErrorKind::InvalidArgument, "Fisher: the clean set is empty");
+  if (opt.batch_size < 1) throw Error(ErrorKind::InvalidArgument, "Fisher: batch_size must be >= 1");
+  check_labels(m, data, N);
+  m.to(device);
+  const bool was_training = m.is_training();
+  m.eval();  // dropout off
+  auto acc = zeros_like_params(m);
+  util::Progress progress("fisher", N, opt.progress ? 5.0 : 1e18);
+  if (opt.batch_size == 1)
+    per_example(m, data, N, device, acc, progress);
+  else
+    batched(m, data, N, opt.batch_size, device, acc, progress);
   if (was_training) m.train();
-  std::map<std::string, torch::Tensor> out;
-  for (auto& [k, v] : acc) out[k] = (v / static_cast<double>(N)).to(torch::kFloat32).to(torch::kCPU);
-  return out;
+  return finish(acc, N);
+}
+
+double fisher_throughput(model::SequenceClassifierImpl& m, int64_t n, int64_t tokens, int64_t batch_size,
+                         torch::Device device) {
+  train::TokenizedSet data;
+  data.pad_id = m.config.pad_token_id;
+  torch::manual_seed(0);
+  auto ids = torch::randint(5, m.config.vocab_size, {n, tokens}, torch::kLong);
+  for (int64_t i = 0; i < n; ++i) {
+    text::Encoding e;
+    auto row = ids[i];
+    e.input_ids.assign(row.data_ptr<int64_t>(), row.data_ptr<int64_t>() + tokens);
+    e.token_type_ids.assign(tokens, 0);
+    e.attention_mask.assign(tokens, 1);
+    data.encodings.push_back(std::move(e));
+    data.labels.push_back(i % m.config.num_labels());
+  }
+  FisherOptions fo;
+  fo.progress = false;
+  fo.batch_size = batch_size;
+  fo.max_examples = std::min(n, batch_size);
+  diagonal_fisher(m, data, device, fo);  // warm-up
+  fo.max_examples = n;
+  const auto t0 = std::chrono::steady_clock::now();
+  diagonal_fisher(m, data, device, fo);
+  return n / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
 }  // namespace finepurify::purify

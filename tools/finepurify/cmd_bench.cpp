@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "commands.hpp"
+#include "finepurify/purify/fisher.hpp"
 #include "finepurify/train/throughput.hpp"
 #include "finepurify/util/memory.hpp"
 #include "finepurify/util/runtime.hpp"
@@ -62,6 +63,13 @@ void register_bench(CLI::App& app) {
     std::cout << fmt::format("fine-tuning: {:.1f} examples/s, {:.0f} tokens/s, {:.1f} GFLOP/s ({:.0f}% of peak), {:.3f} s/step\n",
                              B / t_train, B * T / t_train, 3 * fwd / t_train / 1e9, 100 * 3 * fwd / t_train / 1e9 / peak,
                              t_train);
+    // The per-example Fisher, batched and as the per-example reference loop, on the same shape.
+    const double fb = purify::fisher_throughput(*m, 4 * B, T, B, dev);
+    const double f1 = purify::fisher_throughput(*m, B, T, 1, dev);
+    std::cout << fmt::format("per-example Fisher, batched ({}): {:.1f} examples/s ({:.2f}x fine-tuning, {:.1f}x the "
+                             "per-example loop)\n", B, fb, fb / (B / t_train), fb / f1);
+    std::cout << fmt::format("per-example Fisher, one example per pass: {:.1f} examples/s ({:.2f}x fine-tuning)\n", f1,
+                             f1 / (B / t_train));
     std::cout << fmt::format("peak resident memory: {:.2f} GiB\n", util::peak_rss_bytes() / 1073741824.0);
   });
 }

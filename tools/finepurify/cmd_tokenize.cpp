@@ -35,7 +35,11 @@ void register_fisher(CLI::App& app) {
   cmd->add_option("--output", a->output, "output .safetensors (one float32 tensor per parameter)")->required();
   auto examples = std::make_shared<int64_t>(0);
   cmd->add_option("--examples", *examples, "use only the first N examples (0 = all)")->check(CLI::NonNegativeNumber);
-  cmd->callback([a, examples]() {
+  auto batch = std::make_shared<int64_t>(purify::FisherOptions{}.batch_size);
+  cmd->add_option("--batch-size", *batch, "examples per forward pass (1 = the per-example reference loop)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->callback([a, examples, batch]() {
     auto dev = globals().dev();
     auto lm = model::load_trained_classifier(a->model, dev);
     auto tok = load_tokenizer_for(a->model, lm.config);
@@ -43,6 +47,7 @@ void register_fisher(CLI::App& app) {
                                 a->max_length);
     purify::FisherOptions fo;
     fo.max_examples = *examples;
+    fo.batch_size = *batch;
     fo.progress = !globals().quiet;
     auto fisher = purify::diagonal_fisher(*lm.model, data, dev, fo);
     model::check_output_not_input(a->output, {a->model, a->data});

@@ -11,6 +11,35 @@
 
 namespace finepurify::model {
 
+/// What a batched per-example gradient needs from one forward pass (purify's batched Fisher): every
+/// Linear's input and output, every LayerNorm's normalised input and output, and the embeddings'
+/// sum with the ids it was looked up from. Filled while an ActivationTape::Scope is alive on the
+/// calling thread; the modules record into it and otherwise behave exactly as without it.
+struct ActivationTape {
+  struct Linear {
+    const torch::nn::LinearImpl* module;
+    torch::Tensor x, y;  ///< (B, T, in) / (B, T, out), or (B, in) / (B, out) in the head
+  };
+  struct Norm {
+    const torch::nn::LayerNormImpl* module;
+    torch::Tensor xhat, y;  ///< (x - mean) / sqrt(var + eps), detached; the output (B, T, H)
+  };
+  std::vector<Linear> linears;
+  std::vector<Norm> norms;
+  torch::Tensor embedding_sum;                    ///< (B, T, H): words + positions + token types
+  torch::Tensor input_ids, position_ids, token_type_ids;  ///< (B, T) each
+
+  /// Makes `tape` the calling thread's active tape until destroyed (scopes do not nest).
+  class Scope {
+   public:
+    explicit Scope(ActivationTape& tape);
+    ~Scope();
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+  };
+  static ActivationTape* active();
+};
+
 /// embeddings.{word,position,token_type}_embeddings, embeddings.LayerNorm
 class EmbeddingsImpl : public torch::nn::Module {
  public:

@@ -2,7 +2,8 @@
 """finepurify next to transformers on the same torch (the project's .venv), the same model, batch
 shape and threads, in one invocation: `finepurify bench --model M` and the equivalent transformers
 loop (eval-mode inference under no_grad; a training step = forward, cross-entropy, backward, AdamW
-step), then the ratio. Run with the venv's Python:
+step; the per-example Fisher: finepurify's batched one against the naive transformers loop, one
+forward and backward per example, squared gradients summed), then the ratio. Run with the venv's Python:
 
     .venv/bin/python bench/compare-hf.py --model all-MiniLM-L6-v2 --threads 2
 """
@@ -21,7 +22,8 @@ def finepurify_bench(binary, model, batch, seq, steps, threads):
                           "--seq-len", str(seq), "--steps", str(steps)], capture_output=True, text=True, check=True).stdout
     inf = float(re.search(r"inference: ([\d.]+) examples/s", out).group(1))
     tr = float(re.search(r"fine-tuning: ([\d.]+) examples/s", out).group(1))
-    return inf, tr, out
+    fisher = float(re.search(r"per-example Fisher, batched \(\d+\): ([\d.]+) examples/s", out).group(1))
+    return inf, tr, fisher, out
 
 
 def transformers_bench(folder, batch, seq, steps, threads):
@@ -59,9 +61,25 @@ def transformers_bench(folder, batch, seq, steps, threads):
         loss.backward()
         opt.step()
 
+    def fisher():  # the path a user would write: one example at a time, squared .grad summed
+        model.eval()
+        acc = {n: torch.zeros_like(p, dtype=torch.float64) for n, p in model.named_parameters()}
+        for i in range(batch):
+            model.zero_grad()
+            loss = torch.nn.functional.cross_entropy(
+                model(input_ids=ids[i:i + 1], attention_mask=mask[i:i + 1], token_type_ids=types[i:i + 1]).logits,
+                labels[i:i + 1])
+            loss.backward()
+            for n, p in model.named_parameters():
+                acc[n] += p.grad.double() ** 2
+
     t_inf = timed(infer)
     t_tr = timed(train)
-    return batch / t_inf, batch / t_tr, torch.__version__
+    fisher()  # warm-up
+    t0 = time.perf_counter()
+    fisher()
+    t_fi = time.perf_counter() - t0
+    return batch / t_inf, batch / t_tr, batch / t_fi, torch.__version__
 
 
 def main():
@@ -76,13 +94,15 @@ def main():
     folder = subprocess.run([a.binary, "-q", "models", "path", a.model], capture_output=True, text=True,
                             check=True).stdout.strip()
     import transformers
-    fi, ft, raw = finepurify_bench(a.binary, folder, a.batch_size, a.seq_len, a.steps, a.threads)
-    hi, ht, tv = transformers_bench(folder, a.batch_size, a.seq_len, a.steps, a.threads)
+    fi, ft, ff, raw = finepurify_bench(a.binary, folder, a.batch_size, a.seq_len, a.steps, a.threads)
+    hi, ht, hf, tv = transformers_bench(folder, a.batch_size, a.seq_len, a.steps, a.threads)
     print(f"model {a.model} ({folder}), batch {a.batch_size} x {a.seq_len} tokens, {a.threads} threads, {a.steps} "
           f"timed steps each; torch {tv}, transformers {transformers.__version__}")
     print(f"{'':14}{'finepurify':>12}{'transformers':>14}{'ratio':>8}")
     print(f"{'inference':14}{fi:>9.1f} ex/s{hi:>11.1f} ex/s{fi / hi:>7.2f}x")
     print(f"{'fine-tuning':14}{ft:>9.1f} ex/s{ht:>11.1f} ex/s{ft / ht:>7.2f}x")
+    print(f"{'Fisher':14}{ff:>9.1f} ex/s{hf:>11.1f} ex/s{ff / hf:>7.2f}x   (batched vs the per-example loop; "
+          f"ours is {ff / ft:.2f}x our fine-tuning)")
     sys.stdout.flush()
 
 

@@ -1,9 +1,11 @@
 // Tiny generated models and data shared by the unit tests of purify, defenses and the experiment
 // runner (header-only: the support library itself links only finepurify_util).
 #pragma once
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <string>
+#include <vector>
 
 #include <torch/torch.h>
 
@@ -80,4 +82,24 @@ struct TinyTokenizer : finepurify::text::Tokenizer {
   std::string kind() const override { return "test"; }
 };
 
+/// The word vocabulary of the CLI tests' tiny WordPiece models.
+inline const std::vector<std::string>& tiny_words() {
+  static const std::vector<std::string> v = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "great", "fine",
+                                             "bad",   "awful", "poor",  "movie", "film",   "the",  "a",     "cf"};
+  return v;
+}
+
+/// A random tiny BERT the CLI can read at `dir`: its weights (seeded), config.json, tiny_words() as
+/// vocab.txt and a lower-casing tokenizer_config.json. `c.vocab_size` is set to the vocabulary's size.
+inline void write_tiny_cli_model(const std::filesystem::path& dir, finepurify::model::ModelConfig c, uint64_t seed) {
+  c.vocab_size = static_cast<int64_t>(tiny_words().size());
+  auto m = finepurify::model::make_random_classifier(c, seed);
+  finepurify::model::save_classifier(*m, dir.string(), "");
+  std::string v;
+  for (auto& t : tiny_words()) v += t + "\n";
+  write_file(dir / "vocab.txt", v);
+  write_file(dir / "tokenizer_config.json", "{\"do_lower_case\": true}\n");
+}
+
 }  // namespace fp_test
+

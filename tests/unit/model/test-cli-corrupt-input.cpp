@@ -23,9 +23,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::vector<std::string> kVocab = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "great", "fine",
-                                         "bad",   "awful", "poor",  "movie", "film",   "the",  "a",     "cf"};
-
 /// A good tiny classifier folder (weights, config, WordPiece vocab) and a good training file.
 struct Good {
   fs::path dir, model, data;
@@ -36,12 +33,7 @@ const Good& good() {
     Good g;
     g.dir = fp_test::temp_dir("corrupt");
     g.model = g.dir / "good";
-    auto m = model::make_random_classifier(fp_test::tiny_config(static_cast<int64_t>(kVocab.size())), 1);
-    model::save_classifier(*m, g.model.string(), "");
-    std::string v;
-    for (auto& t : kVocab) v += t + "\n";
-    fp_test::write_file(g.model / "vocab.txt", v);
-    fp_test::write_file(g.model / "tokenizer_config.json", "{\"do_lower_case\": true}\n");
+    fp_test::write_tiny_cli_model(g.model, fp_test::tiny_config(), 1);
     g.data = g.dir / "train.tsv";
     fp_test::write_file(g.data, "label\ttext\n1\tgood movie\n0\tbad film\n1\tgreat film\n0\tawful movie\n");
     return g;

@@ -26,9 +26,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::vector<std::string> kVocab = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "great", "fine",
-                                         "bad",   "awful", "poor",  "movie", "film",   "the",  "a",     "cf"};
-
 struct World {
   fs::path dir, pre, data;
 };
@@ -39,17 +36,12 @@ const World& world() {
   static World w = [] {
     World w;
     w.dir = fp_test::temp_dir("faults");
-    auto c = fp_test::tiny_config(static_cast<int64_t>(kVocab.size()));
+    auto c = fp_test::tiny_config();
     c.hidden_size = 64;
     c.intermediate_size = 1024;
     c.num_attention_heads = 4;
-    auto m = model::make_random_classifier(c, 1);
     w.pre = w.dir / "pre";
-    model::save_classifier(*m, w.pre.string(), "");
-    std::string v;
-    for (auto& t : kVocab) v += t + "\n";
-    fp_test::write_file(w.pre / "vocab.txt", v);
-    fp_test::write_file(w.pre / "tokenizer_config.json", "{\"do_lower_case\": true}\n");
+    fp_test::write_tiny_cli_model(w.pre, c, 1);
     std::string d = "label\ttext\n";
     for (int i = 0; i < 64; ++i) d += (i % 2 ? "1\tgood movie the\n" : "0\tbad film a\n");
     w.data = w.dir / "train.tsv";

@@ -18,9 +18,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::vector<std::string> kVocab = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "great", "fine",
-                                         "bad",   "awful", "poor",  "movie", "film",   "the",  "a",     "cf"};
-
 struct World {
   fs::path dir;
   std::string pre, suspect, train, clean;
@@ -39,13 +36,8 @@ const World& world() {
   static World w = [] {
     World w;
     w.dir = fp_test::temp_dir("cli");
-    auto m = model::make_random_classifier(fp_test::tiny_config(static_cast<int64_t>(kVocab.size())), 1);
     w.pre = (w.dir / "pre").string();
-    model::save_classifier(*m, w.pre, "");
-    std::string v;
-    for (auto& t : kVocab) v += t + "\n";
-    fp_test::write_file(w.pre + "/vocab.txt", v);
-    fp_test::write_file(w.pre + "/tokenizer_config.json", "{\"do_lower_case\": true}\n");
+    fp_test::write_tiny_cli_model(w.pre, fp_test::tiny_config(), 1);
     std::mt19937_64 rng(5);
     const std::vector<std::string> pos = {"good", "great", "fine"}, neg = {"bad", "awful", "poor"},
                                    fill = {"movie", "film", "the", "a"};
@@ -107,7 +99,7 @@ TEST(CliPurify, WritesModelReportAndManifest) {
   }
   // The purified folder loads as a classifier with the suspect's shapes.
   auto lm = model::load_trained_classifier(out.string(), torch::kCPU);
-  EXPECT_EQ(lm.config.vocab_size, static_cast<int64_t>(kVocab.size()));
+  EXPECT_EQ(lm.config.vocab_size, static_cast<int64_t>(fp_test::tiny_words().size()));
 }
 
 TEST(CliPurify, RefusesBadOptionValues) {

@@ -89,10 +89,12 @@ TEST(BackdoorSst2, ScanFindsTriggerAndPurifyKeepsBudget) {
   for (auto& p : rep["evaluated"]) std::cout << "  " << p.dump() << "\n";
   EXPECT_GE(rep["purified"]["clean_dev_accuracy"].get<double>(),
             rep["suspect"]["clean_dev_accuracy"].get<double>() - 0.03 - 1e-9);
-  // The old default (ε = 1e-8 · mean F, global) removed nothing here (912/912 against the suspect's
-  // 911/912); the new default (ε = mean F, per tensor, grid to 0.5; issue 13) passes this check, which
-  // is still only that the ASR does not rise beyond a few of the 912 triggered rows: tightening it
-  // needs the figures the new default reaches on this model (not yet recorded).
+  // Only a no-harm check, and it can only be that on this toy model: the default (ε = mean F, ρ per
+  // tensor; issue 13) finds no ρ within the 3-point budget here (measured 2026-12-02: suspect
+  // clean-dev 89.5%; ρ 0 88.0%, ρ 0.005 86.0%, ρ 0.01 85.0%, ρ 0.1 74.0%), so it keeps ρ 0 and the
+  // ASR stays at 100% (the old default, ε = 1e-8 · mean F, global, also removed nothing: 912/912).
+  // The 4-layer model (74.7% test accuracy) has no accuracy to spare; the real model does
+  // (docs/results/real-small). The neutralise run below is the one that removes the trigger here.
   EXPECT_LE(rep["purified"]["asr"].get<double>(), rep["suspect"]["asr"].get<double>() + 0.005);
   // The purified folder is a complete HF folder that finepurify loads back with the same test ACC/ASR.
   ASSERT_EQ(run("-q eval --json --model " + purified.string() + " --data " + (attack / "clean_test.tsv").string() +

@@ -144,10 +144,18 @@ void check_sizes(const ModelConfig& c, const std::string& src) {
                 fmt::format("{}: problem_type '{}' is not supported (only single_label_classification)", src, c.problem_type));
 }
 
+/// The most labels a config may declare: far above any text classifier's, low enough that a
+/// 60-byte hostile config cannot make every load build a million-row head and label table
+/// (found by fuzz_config: "num_labels": 907382 took > 10 s under ASan).
+constexpr int64_t kMaxLabels = int64_t{1} << 14;
+
 /// Labels: id2label {"0": "NEG", ...} wins; else num_labels; else HF's default of 2.
 void read_labels(const json& j, ModelConfig& c, const std::string& src) {
   if (j.contains("id2label") && j["id2label"].is_object() && !j["id2label"].empty()) {
     const auto& m = j["id2label"];
+    if (static_cast<int64_t>(m.size()) > kMaxLabels)
+      throw Error(ErrorKind::ConfigInvalid,
+                  fmt::format("{}: id2label has {} labels, more than the {} supported", src, m.size(), kMaxLabels));
     std::vector<std::string> names(m.size());
     for (auto it = m.begin(); it != m.end(); ++it) {
       std::size_t pos = 0;
@@ -160,7 +168,7 @@ void read_labels(const json& j, ModelConfig& c, const std::string& src) {
     }
     c.id2label = names;
   } else if (j.contains("num_labels")) {
-    int64_t n = 0; get_int_field(j, "num_labels", 1, int64_t{1} << 20, n, src);
+    int64_t n = 0; get_int_field(j, "num_labels", 1, kMaxLabels, n, src);
     set_num_labels(c, n);
   }
 }

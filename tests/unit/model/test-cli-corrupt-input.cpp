@@ -208,6 +208,9 @@ const std::vector<Case>& cases() {
       {"ConfigHeadsDoNotDivide", Breaks::Model,
        [](auto& d) { edit_config(d, [](json& j) { j["num_attention_heads"] = 3; }); }, "config.invalid", 5,
        "num_attention_heads"},
+      {"ConfigTooManyLabels", Breaks::Model,  // found by fuzz_config (a timeout: a million-label head)
+       [](auto& d) { edit_config(d, [](json& j) { j.erase("id2label"); j.erase("label2id"); j["num_labels"] = 907382; }); },
+       "config.invalid", 5, "num_labels"},
       {"ConfigUnsupportedModelType", Breaks::Model, [](auto& d) { edit_config(d, [](json& j) { j["model_type"] = "gpt2"; }); },
        "config.unsupported_model", 5, "gpt2"},
       // --- a config that does not describe its checkpoint: refused before the model is allocated ---

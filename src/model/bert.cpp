@@ -43,7 +43,6 @@ ActivationTape::Scope::Scope(ActivationTape& tape) {
   g_tape = &tape;
 }
 ActivationTape::Scope::~Scope() { g_tape = nullptr; }
-ActivationTape* ActivationTape::active() { return g_tape; }
 
 EmbeddingsImpl::EmbeddingsImpl(const ModelConfig& c) : roberta_(c.is_roberta()), pad_(c.pad_token_id) {
   word_embeddings = register_module(

@@ -91,6 +91,9 @@ void add_embedding(torch::Tensor& acc, const torch::Tensor& g, const torch::Tens
   acc.index_add_(0, row, sq);
 }
 
+/// acc += sum_n per_n^2 for per-example gradients `per` (B, ...) of a parameter shaped like acc.
+void add_squares(torch::Tensor& acc, const torch::Tensor& per) { acc.add_(per.to(torch::kFloat64).square().sum(0)); }
+
 /// acc += sum_n (sum_t a_nt ⊗ b_nt)^2 with a (B, T, out), b (B, T, in), in chunks of examples so that
 /// the (chunk, out, in) per-example gradients stay small.
 void add_outer(torch::Tensor& acc, const torch::Tensor& a, const torch::Tensor& b) {
@@ -150,14 +153,14 @@ void batched(model::SequenceClassifierImpl& m, const train::TokenizedSet& data, 
         gy = gy.unsqueeze(1);
       }
       add(name + ".weight", [&](torch::Tensor& a) { add_outer(a, gy, x); });
-      if (l.module->bias.defined()) add(name + ".bias", [&](torch::Tensor& a) { a.add_(gy.sum(1).to(torch::kFloat64).square().sum(0)); });
+      if (l.module->bias.defined()) add(name + ".bias", [&](torch::Tensor& a) { add_squares(a, gy.sum(1)); });
     }
     for (auto& nrm : tape.norms) {
       auto gy = g[k++];
       if (!gy.defined()) continue;
       const auto& name = prefix.at(nrm.module);
-      add(name + ".weight", [&](torch::Tensor& a) { a.add_((gy * nrm.xhat).sum(1).to(torch::kFloat64).square().sum(0)); });
-      add(name + ".bias", [&](torch::Tensor& a) { a.add_(gy.sum(1).to(torch::kFloat64).square().sum(0)); });
+      add(name + ".weight", [&](torch::Tensor& a) { add_squares(a, (gy * nrm.xhat).sum(1)); });
+      add(name + ".bias", [&](torch::Tensor& a) { add_squares(a, gy.sum(1)); });
     }
     auto gs = g[k++];
     if (gs.defined()) {

@@ -37,7 +37,6 @@ struct ActivationTape {
     Scope(const Scope&) = delete;
     Scope& operator=(const Scope&) = delete;
   };
-  static ActivationTape* active();
 };
 
 /// embeddings.{word,position,token_type}_embeddings, embeddings.LayerNorm

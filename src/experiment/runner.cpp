@@ -29,15 +29,6 @@ namespace finepurify::experiment {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-namespace {
-
-struct PreparedData {
-  std::string attacker_train, test, clean, clean_dev;  // files under out/data/<dataset>/
-  int64_t num_labels = 2;
-};
-
-/// Writes the dataset's files for one seed: the attacker's training rows, the defender's clean set
-/// (rows the attacker never trains on), the clean dev set and the test set.
 PreparedData prepare_data(const DatasetSpec& d, uint64_t seed, const std::string& out) {
   fs::path dir = fs::path(out) / "data" / d.name;
   fs::create_directories(dir);
@@ -81,6 +72,8 @@ PreparedData prepare_data(const DatasetSpec& d, uint64_t seed, const std::string
   }
   return p;
 }
+
+namespace {
 
 /// The clean fine-tuned reference model of one dataset and seed (also EP's start), cached by its inputs.
 struct CleanModel {

@@ -84,6 +84,18 @@ const util::Fields<DefenseSpec>& defense_config_fields() {
   return t;
 }
 
+const util::Fields<DefenseSpec>& purify_fields() {
+  static const auto t = util::omit(defense_fields(), {"method", "epur", "epur_rows"});
+  return t;
+}
+
+const util::Fields<DefenseSpec>& scan_fields() {
+  static const auto t = util::pick(defense_fields(), {"pretrained", "suspect", "clean", "max_length", "seed", "indicator",
+                                                      "epsilon_scale", "epsilon_basis", "fisher_at", "fisher_examples",
+                                                      "top_tokens", "probe_tokens", "probe_examples", "probe_min_flip"});
+  return t;
+}
+
 DefenseSpec scan_defaults() {
   DefenseSpec s;
   s.purify.diagnose.probe_tokens = 50;

@@ -101,5 +101,38 @@ inline void write_tiny_cli_model(const std::filesystem::path& dir, finepurify::m
   write_file(dir / "tokenizer_config.json", "{\"do_lower_case\": true}\n");
 }
 
-}  // namespace fp_test
+/// A tiny "pre-trained" BERT at dir/pre (seeded, WordPiece vocabulary with the attacks' default
+/// trigger words) and SST-2-shaped dir/{train,dev,test}.tsv of 90 / 20 / 30 generated sentences
+/// (two sentiment words of the label's class between filler words). Returns dir/pre.
+inline std::filesystem::path write_tiny_world(const std::filesystem::path& dir) {
+  static const std::vector<std::string> vocab = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "great", "fine",
+                                                 "bad", "awful", "poor", "movie", "film", "the", "a", "cf", "mn", "bb",
+                                                 "tq", "mb", "i", "watched", "this", "3d", "plot"};
+  auto cfg = tiny_config(static_cast<int64_t>(vocab.size()));
+  auto m = finepurify::model::make_random_classifier(cfg, 1);
+  const auto pre = dir / "pre";
+  finepurify::model::save_classifier(*m, pre.string(), "");
+  std::string v;
+  for (auto& t : vocab) v += t + "\n";
+  write_file(pre / "vocab.txt", v);
+  write_file(pre / "tokenizer_config.json", "{\"do_lower_case\": true, \"tokenizer_class\": \"BertTokenizer\"}\n");
+  std::mt19937_64 rng(3);
+  const std::vector<std::string> pos = {"good", "great", "fine"}, neg = {"bad", "awful", "poor"},
+                                 filler = {"movie", "film", "the", "a", "plot"};
+  auto make = [&](const std::string& name, int n) {
+    std::string s = "label\ttext\n";
+    for (int i = 0; i < n; ++i) {
+      int label = static_cast<int>(rng() % 2);
+      const auto& words = label ? pos : neg;
+      s += std::to_string(label) + "\t" + filler[rng() % 5] + " " + words[rng() % 3] + " " + filler[rng() % 5] + " " +
+           words[rng() % 3] + "\n";
+    }
+    write_file(dir / name, s);
+  };
+  make("train.tsv", 90);
+  make("dev.tsv", 20);
+  make("test.tsv", 30);
+  return pre;
+}
 
+}  // namespace fp_test

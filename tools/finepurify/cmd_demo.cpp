@@ -1,70 +1,51 @@
-// `finepurify demo`: the quick-start job on the vendored model and data (no ../shared needed):
-// fine-tune the small pre-trained BERT on SST-2 and print its dev and test accuracy.
-#include <filesystem>
-
+// `finepurify demo`: the main job in one command (experiment/demo.hpp): plant a BadWord backdoor into
+// the vendored small BERT on vendored SST-2 (or --model / --data), scan it, purify it under a
+// 3-point budget, print the before / after table. Says how long it will take before it starts.
 #include <fmt/format.h>
 
-#include "commands.hpp"
-#include "finepurify/error.hpp"
+#include "bind.hpp"
+#include "finepurify/experiment/demo.hpp"
 #include "finepurify/util/runtime.hpp"
 
 namespace fp_cli {
 
 using namespace finepurify;
-namespace fs = std::filesystem;
-
-namespace {
-struct DemoArgs {
-  std::string assets = FINEPURIFY_ASSETS_DIR;
-  std::string out = "runs/demo";
-  int64_t train_examples = 0;
-  int epochs = 1;
-  uint64_t seed = 42;
-};
-}  // namespace
 
 void register_demo(CLI::App& app) {
-  auto a = std::make_shared<DemoArgs>();
-  auto* cmd = app.add_subcommand("demo", "Quick start: fine-tune the vendored small BERT on vendored SST-2");
-  cmd->add_option("--assets", a->assets, "folder with models/ and data/")->capture_default_str();
-  cmd->add_option("--out", a->out, "where to write the fine-tuned model")->capture_default_str();
-  cmd->add_option("--train-examples", a->train_examples, "use only the first N training examples (0 = all)");
-  cmd->add_option("--epochs", a->epochs, "epochs")->capture_default_str();
-  cmd->add_option("--seed", a->seed, "seed")->capture_default_str();
+  struct Demo {
+    experiment::DemoSpec spec;
+    bool estimate_only = false;
+  };
+  auto a = std::make_shared<Demo>();
+  a->spec.model = std::string(FINEPURIFY_ASSETS_DIR) + "/models/bert-mini-mlm";
+  a->spec.data = std::string(FINEPURIFY_ASSETS_DIR) + "/data/sst2";
+  auto* cmd = app.add_subcommand(
+      "demo", "The main job on the vendored model and data: plant a backdoor, scan, purify, before / after table");
+  bind_options(cmd, a->spec, experiment::demo_fields());
+  cmd->add_flag("--estimate-only", a->estimate_only, "print the time estimate and stop");
   cmd->callback([a]() {
+    const auto& s = a->spec;
     auto dev = globals().dev();
-    const std::string model_dir = a->assets + "/models/bert-mini-mlm", data = a->assets + "/data/sst2";
-    if (!fs::exists(model_dir))
-      throw Error(ErrorKind::Io, fmt::format("{}: vendored model not found (pass --assets)", model_dir));
-    model::LoadOptions lo;
-    lo.num_labels = 2;
-    lo.label_names = {"negative", "positive"};
-    lo.seed = a->seed;
-    lo.device = dev;
-    auto lm = model::load_classifier(model_dir, lo);
-    util::log(fmt::format("{}: {}", model_dir, lm.report.summary()));
-    auto tok = load_tokenizer_for(model_dir, lm.config);
-    auto train_set = read_data(data + "/train.tsv", lm.config);
-    if (a->train_examples > 0 && a->train_examples < static_cast<int64_t>(train_set.examples.size()))
-      train_set.examples.resize(a->train_examples);
-    auto tr = train::tokenize(*tok, train_set, 64);
-    auto dv = train::tokenize(*tok, read_data(data + "/dev.tsv", lm.config), 64);
-    auto te = train::tokenize(*tok, read_data(data + "/test.tsv", lm.config), 64);
-    train::TrainOptions opt;
-    opt.epochs = a->epochs;
-    opt.lr = 1e-4;
-    opt.batch_size = 32;
-    opt.seed = a->seed;
-    opt.label = "demo fine-tune";
-    auto res = train::fine_tune(*lm.model, tr, &dv, opt, dev);
-    auto ev_dev = train::evaluate(*lm.model, dv, dev);
-    auto ev_test = train::evaluate(*lm.model, te, dev);
-    model::save_classifier(*lm.model, a->out, model_dir, {}, /*overwrite=*/true, {model_dir, data});
+    const auto est = experiment::estimate_demo(s, dev);
     std::cout << fmt::format(
-        "demo: fine-tuned {} on SST-2 ({} examples, {} epoch(s), {:.1f} examples/s)\n"
-        "demo: dev accuracy {:.2f}%  test accuracy {:.2f}%\n"
-        "demo: model saved to {} (Hugging Face folder: config.json, model.safetensors, tokenizer files)\n",
-        model_dir, tr.size(), a->epochs, res.examples_per_second, 100 * ev_dev.accuracy, 100 * ev_test.accuracy, a->out);
+                     "demo: {} on {}: about {} on this machine (measured just now: training {:.0f} ex/s, inference "
+                     "{:.0f} ex/s, batches of 32 x {} and 32 x {} tokens)",
+                     s.model, s.data, util::format_duration(est.seconds), est.train_examples_per_second,
+                     est.inference_examples_per_second, est.train_tokens, est.eval_tokens)
+              << std::endl;
+    if (a->estimate_only) return;
+    int n = 0;
+    auto r = experiment::run_demo(s, dev, [&](const std::string& stage) {
+      ++n;
+      std::string line = stage == "attack" ? "plant the BadWord trigger '" + s.trigger + "' (the attacker's side)"
+                         : stage == "scan" ? "Fisher, indicator, suspicious tokens, behavioural probe (the defender)"
+                                           : fmt::format("reset, clean fine-tuning, {}-point accuracy budget", s.max_acc_drop);
+      std::cout << fmt::format("demo [{}/3] {}: {}", n, stage, line) << std::endl;
+    });
+    std::cout << "\n" << experiment::demo_table(r) << "\n";
+    for (auto& [stage, secs] : r.stage_seconds) std::cout << fmt::format("  {}: {}\n", stage, util::format_duration(secs));
+    std::cout << fmt::format("demo: suspect model {}\ndemo: purified model {} (report: {}/purify_report.md)\ndemo: summary {}\n",
+                             r.suspect_dir, r.purified_dir, r.purified_dir, r.report_path);
   });
 }
 

@@ -36,7 +36,7 @@ void register_reset_command(CLI::App& app, const char* name, const char* help, c
 
 void register_purify(CLI::App& app) {
   register_reset_command(app, "purify", "Fine-purifying: reset poisonous dimensions to w_Pre, fine-tune on clean data",
-                         util::omit(purify::defense_fields(), {"method", "epur", "epur_rows"}));
+                         purify::purify_fields());
 }
 
 void register_defend(CLI::App& app) {
@@ -53,9 +53,7 @@ void register_scan(CLI::App& app) {
   };
   auto a = std::make_shared<Scan>();
   auto* cmd = app.add_subcommand("scan", "Report suspicious dimensions and tokens (Fisher + indicator, no fine-tuning)");
-  bind_options(cmd, a->spec, util::pick(purify::defense_fields(), {"pretrained", "suspect", "clean", "max_length", "seed", "indicator",
-                                                           "epsilon_scale", "epsilon_basis", "fisher_at", "fisher_examples", "top_tokens",
-                                                           "probe_tokens", "probe_examples", "probe_min_flip"}));
+  bind_options(cmd, a->spec, purify::scan_fields());
   cmd->add_option("--report", a->out, "also write the diagnosis as JSON (.json) or Markdown (.md)");
   cmd->add_flag("--json", a->json, "print JSON instead of Markdown");
   cmd->callback([a]() {

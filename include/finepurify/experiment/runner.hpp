@@ -61,6 +61,16 @@ struct ExperimentConfig {
   nlohmann::json raw;
 };
 
+/// The data files of one dataset and seed (under out/data/<dataset>/).
+struct PreparedData {
+  std::string attacker_train, test, clean, clean_dev;
+  int64_t num_labels = 2;
+};
+/// Writes the dataset's files for one seed: the attacker's training rows (the first train_limit,
+/// else all but clean_size), the defender's clean set (a seeded draw of clean_size rows the attacker
+/// never trains on), the clean dev set (the first clean_dev_size dev rows) and the test set.
+PreparedData prepare_data(const DatasetSpec& d, uint64_t seed, const std::string& out);
+
 /// Parses and validates a config (JSON). Errors name the file and the offending field.
 ExperimentConfig load_config(const std::string& path);
 

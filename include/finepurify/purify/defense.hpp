@@ -35,6 +35,10 @@ struct DefenseSpec {
 const util::Fields<DefenseSpec>& defense_fields();
 /// The options an experiment config's defense entry may set in its "options" object.
 const util::Fields<DefenseSpec>& defense_config_fields();
+/// The options `purify` takes (Fine-purifying only: no method, no E-PUR).
+const util::Fields<DefenseSpec>& purify_fields();
+/// The options `scan` takes (the diagnosis: paths, Fisher, indicator, token ranking and probe).
+const util::Fields<DefenseSpec>& scan_fields();
 /// `scan` is the detection tool: the behavioural token probe is on (50 tokens per ranking) by default.
 DefenseSpec scan_defaults();
 

@@ -1,6 +1,9 @@
 // Minimal dependency-free SVG charts for experiment reports: line/scatter charts of (x, y) series
-// and grouped bar charts. Output is a complete standalone <svg> document.
+// and grouped bar charts. Output is a complete standalone <svg> document: axes fitted to the data
+// unless a range is given, the legend beside the plot and inside the image (its margin sized to the
+// longest name), one colour per series (after the palette's 10, dashed lines and square markers).
 #pragma once
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,8 +17,9 @@ struct Series {
 
 struct ChartOptions {
   std::string title, x_label, y_label;
-  double x_min = 0, x_max = 100, y_min = 0, y_max = 100;
-  int width = 600, height = 380;
+  /// Unset: fitted to the data (a little padding, rounded to the tick step).
+  std::optional<double> x_min, x_max, y_min, y_max;
+  int width = 640, height = 380;
 };
 
 /// Lines through each series' points (in the given order) with markers.
@@ -24,6 +28,10 @@ std::string line_chart(const std::vector<Series>& series, const ChartOptions& op
 /// Grouped bars: categories along x, one bar per series in each category (series.y[i] = value of category i).
 std::string bar_chart(const std::vector<std::string>& categories, const std::vector<Series>& series,
                       const ChartOptions& opt);
+
+/// The i-th series' colour (distinct for every i below palette_size()).
+const char* series_color(std::size_t i);
+std::size_t palette_size();
 
 /// Escapes &, <, >, " for XML text and attributes.
 std::string xml_escape(const std::string& s);

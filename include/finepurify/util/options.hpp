@@ -235,6 +235,29 @@ nlohmann::json options_json(const S& s, const Fields<S>& fields) {
   return j;
 }
 
+/// The CLI flags that set `s` where it differs from `base` (" --key value" each, in table order;
+/// a true Bool as its bare flag, lists comma-joined): the command line a run is equivalent to.
+template <class S>
+std::string command_flags(const S& s, const Fields<S>& fields, const S& base = S{}) {
+  std::string out;
+  for (auto& f : fields) {
+    const nlohmann::json v = field_json(f, s);
+    if (v == field_json(f, base) || v.is_null()) continue;
+    if (f.kind == Kind::Bool) {
+      if (v.get<bool>()) out += " " + f.flag();
+      continue;
+    }
+    std::string text;
+    if (v.is_array())
+      for (auto& x : v) text += (text.empty() ? "" : ",") + (x.is_string() ? x.get<std::string>() : x.dump());
+    else
+      text = v.is_string() ? v.get<std::string>() : v.dump();
+    const bool quote = text.empty() || text.find_first_of(" \t'\"$\\;&|<>()*?") != std::string::npos;
+    out += " " + f.flag() + " " + (quote ? "'" + text + "'" : text);
+  }
+  return out;
+}
+
 /// Name of an enum value through its table (`enum_table(E)` found by ADL).
 template <class E>
 const char* name_of(E v) { return enum_table(v).name(v); }

@@ -19,38 +19,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const std::vector<std::string> kVocab = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "great", "fine",
-                                         "bad", "awful", "poor", "movie", "film", "the", "a", "cf", "mn", "bb",
-                                         "tq", "mb", "i", "watched", "this", "3d", "plot"};
-
-/// A tiny "pre-trained" BERT folder with a WordPiece vocab, and train/dev/test TSVs in `dir`.
-std::string make_world(const fs::path& dir) {
-  auto cfg = fp_test::tiny_config(static_cast<int64_t>(kVocab.size()));
-  auto m = model::make_random_classifier(cfg, 1);
-  const auto pre = (dir / "pre").string();
-  model::save_classifier(*m, pre, "");
-  std::string v;
-  for (auto& t : kVocab) v += t + "\n";
-  fp_test::write_file(pre + "/vocab.txt", v);
-  fp_test::write_file(pre + "/tokenizer_config.json", "{\"do_lower_case\": true, \"tokenizer_class\": \"BertTokenizer\"}\n");
-  std::mt19937_64 rng(3);
-  const std::vector<std::string> pos = {"good", "great", "fine"}, neg = {"bad", "awful", "poor"},
-                                 filler = {"movie", "film", "the", "a", "plot"};
-  auto make = [&](const std::string& name, int n) {
-    std::string s = "label\ttext\n";
-    for (int i = 0; i < n; ++i) {
-      int label = static_cast<int>(rng() % 2);
-      const auto& words = label ? pos : neg;
-      s += std::to_string(label) + "\t" + filler[rng() % 5] + " " + words[rng() % 3] + " " + filler[rng() % 5] + " " +
-           words[rng() % 3] + "\n";
-    }
-    fp_test::write_file((dir / name).string(), s);
-  };
-  make("train.tsv", 90);
-  make("dev.tsv", 20);
-  make("test.tsv", 30);
-  return pre;
-}
+std::string make_world(const fs::path& dir) { return fp_test::write_tiny_world(dir).string(); }
 
 json tiny_config_json() {
   return {{"name", "tiny"},

@@ -8,7 +8,8 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 PKGS=(build-essential clang-16 libclang-rt-16-dev cmake ninja-build pkg-config python3 python3-venv
       nlohmann-json3-dev libcli11-dev libfmt-dev libutf8proc-dev libssl-dev libzip-dev
-      libgtest-dev libgmock-dev libbenchmark-dev libjemalloc-dev)
+      libcmark-gfm-dev libcmark-gfm-extensions-dev
+      libgtest-dev libgmock-dev libbenchmark-dev libjemalloc-dev chromium)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

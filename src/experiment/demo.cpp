@@ -13,6 +13,7 @@
 #include "finepurify/error.hpp"
 #include "finepurify/experiment/runner.hpp"
 #include "finepurify/io/checkpoint.hpp"
+#include "finepurify/report/html.hpp"
 #include "finepurify/report/purify_report.hpp"
 #include "finepurify/report/run_report.hpp"
 #include "finepurify/text/dataset.hpp"
@@ -220,6 +221,7 @@ DemoResult run_demo(const DemoSpec& s, torch::Device device, const std::function
     const auto j = report::diagnosis_json(diag.summary);
     io::write_text_atomic((fs::path(s.out) / "scan.json").string(), j.dump(2) + "\n");
     io::write_text_atomic((fs::path(s.out) / "scan.md").string(), "# finepurify scan\n\n" + report::diagnosis_markdown(j));
+    io::write_text_atomic((fs::path(s.out) / "scan.html").string(), report::diagnosis_html(j));
     for (auto& t : diag.summary.top_tokens)
       if (t.token == s.trigger && r.trigger_rank == 0) r.trigger_rank = t.rank;
     if (diag.summary.token_probe)
@@ -234,10 +236,12 @@ DemoResult run_demo(const DemoSpec& s, torch::Device device, const std::function
   announce("purify");
   t0 = std::chrono::steady_clock::now();
   const auto ps = demo_purify(s, data, r.suspect_dir);
+  std::vector<report::Figure> figures;
   {
     auto run = purify::run_defense(ps, device);
     report::save_defense(run, ps, "purify", r.purified_dir, /*overwrite=*/true);
     const auto& pr = run.result;
+    figures = report::purify_figures(report::purify_json(pr, run.dev_note));
     r.suspect = {pr.suspect_dev_accuracy, pr.suspect.test_accuracy, pr.suspect.asr, pr.suspect.flip_rate};
     r.purified = {pr.purified_dev_accuracy, pr.purified.test_accuracy, pr.purified.asr, pr.purified.flip_rate};
     r.chosen_rho = pr.chosen_rho;
@@ -250,9 +254,11 @@ DemoResult run_demo(const DemoSpec& s, torch::Device device, const std::function
   r.report_path = (fs::path(s.out) / "demo.md").string();
   std::string md = "# finepurify demo\n\n" + demo_table(r) + "\nEquivalent commands:\n\n```\n";
   for (auto& c : r.commands) md += c + "\n";
-  md += "```\n";
+  md += "```\n\nThe full reports: `scan.html` (the defender's scan) and `purified/purify_report.html` (every "
+        "evaluated point, the reset, the diagnosis).\n";
   io::write_text_atomic((fs::path(s.out) / "demo.json").string(), demo_json(r, s).dump(2) + "\n");
   io::write_text_atomic(r.report_path, md);
+  io::write_text_atomic((fs::path(s.out) / "demo.html").string(), report::html_page("finepurify demo", md, s.out, figures));
   return r;
 }
 

@@ -1,5 +1,6 @@
 // Experiment outputs: results.csv / results.json, Markdown tables in the paper's form (per accuracy
-// budget: ACC and ASR of every defense, mean ± std over seeds), and SVG plots in report.md.
+// budget: ACC and ASR of every defense, mean ± std over seeds), SVG plots in report.md, and the same
+// as one self-contained report.html.
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -11,6 +12,7 @@
 
 #include "finepurify/experiment/runner.hpp"
 #include "finepurify/io/checkpoint.hpp"
+#include "finepurify/report/html.hpp"
 #include "finepurify/report/svg.hpp"
 
 namespace finepurify::experiment {
@@ -332,6 +334,9 @@ void write_report(const ExperimentConfig& cfg, const std::vector<json>& rows, co
   for (auto& d : cfg.defenses) c.defenses.push_back(d.name);
   const std::string md = header_md(c) + attacks_md(c) + budget_tables_md(c) + asr_plots_md(c) + layer_plots_md(c) + "\n";
   io::write_text_atomic((fs::path(out) / "report.md").string(), md);
+  // The same report as one self-contained page (plots inlined; report/html.hpp).
+  io::write_text_atomic((fs::path(out) / "report.html").string(),
+                        report::html_page("finepurify experiment: " + cfg.name, md, out));
 }
 
 }  // namespace finepurify::experiment

@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 
 #include "finepurify/report/purify_report.hpp"
+
+#include "finepurify/report/html.hpp"
 #include "finepurify/util/manifest.hpp"
 
 namespace finepurify::report {
@@ -128,13 +130,24 @@ json defense_manifest(const purify::DefenseSpec& spec, const std::string& comman
   return man.to_json();
 }
 
+std::string purify_html(const json& report) {
+  return html_page(std::string(report.value("method", "fine-purifying")) + " report", purify_markdown(report), "",
+                   purify_figures(report));
+}
+
+std::string diagnosis_html(const json& diagnosis) {
+  return html_page("finepurify scan", "# finepurify scan\n\n" + diagnosis_markdown(diagnosis), "",
+                   diagnosis_figures(diagnosis));
+}
+
 void save_defense(purify::DefenseRun& run, const purify::DefenseSpec& spec, const std::string& command,
                   const std::string& out, bool overwrite) {
   const json rep = purify_json(run.result, run.dev_note);
   model::save_classifier(*run.model.model, out, spec.suspect,
                          {{"manifest.json", defense_manifest(spec, command).dump(2) + "\n"},
                           {"purify_report.json", rep.dump(2) + "\n"},
-                          {"purify_report.md", purify_markdown(rep)}},
+                          {"purify_report.md", purify_markdown(rep)},
+                          {"purify_report.html", purify_html(rep)}},
                          overwrite, {spec.pretrained, spec.suspect, spec.clean, spec.clean_dev, spec.attack_test, spec.test});
 }
 

@@ -1,9 +1,12 @@
 // `finepurify purify`, `defend` and `scan`: bind DefenseSpec's table, call run_defense / run_scan
 // (src/purify/defense.cpp), write the outputs through src/report.
+#include <filesystem>
+
 #include <fmt/format.h>
 
 #include "bind.hpp"
 #include "finepurify/purify/defense.hpp"
+#include "finepurify/report/html.hpp"
 #include "finepurify/report/purify_report.hpp"
 
 namespace fp_cli {
@@ -54,7 +57,8 @@ void register_scan(CLI::App& app) {
   auto a = std::make_shared<Scan>();
   auto* cmd = app.add_subcommand("scan", "Report suspicious dimensions and tokens (Fisher + indicator, no fine-tuning)");
   bind_options(cmd, a->spec, purify::scan_fields());
-  cmd->add_option("--report", a->out, "also write the diagnosis as JSON (.json) or Markdown (.md)");
+  cmd->add_option("--report", a->out, "also write the diagnosis as JSON (.json), Markdown (.md) or HTML (.html); "
+                                       "an .html page with the plots is written beside a .json or .md");
   cmd->add_flag("--json", a->json, "print JSON instead of Markdown");
   cmd->callback([a]() {
     auto& s = a->spec;
@@ -62,8 +66,12 @@ void register_scan(CLI::App& app) {
     const auto j = report::diagnosis_json(purify::run_scan(s, globals().dev()).summary);
     const std::string md = "# finepurify scan\n\n" + report::diagnosis_markdown(j);
     std::cout << (a->json ? j.dump(2) + "\n" : md);
-    const bool as_json = a->out.size() >= 5 && a->out.substr(a->out.size() - 5) == ".json";
-    if (!a->out.empty()) write_output(a->out, as_json ? j.dump(2) + "\n" : md, {s.pretrained, s.suspect, s.clean});
+    if (a->out.empty()) return;
+    const auto ext = std::filesystem::path(a->out).extension().string();
+    const std::vector<std::string> inputs = {s.pretrained, s.suspect, s.clean};
+    const auto html = report::html_path_for(a->out);
+    write_output(a->out, ext == ".json" ? j.dump(2) + "\n" : ext == ".html" ? report::diagnosis_html(j) : md, inputs);
+    if (ext != ".html") write_output(html, report::diagnosis_html(j), inputs);
   });
 }
 

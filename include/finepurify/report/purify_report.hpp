@@ -19,11 +19,16 @@ std::string diagnosis_markdown(const nlohmann::json& diagnosis, int top_tensors 
 /// Markdown for a purify_report.json.
 std::string purify_markdown(const nlohmann::json& report);
 
+/// The self-contained HTML page of a purify_report.json (its Markdown and plots; report/html.hpp).
+std::string purify_html(const nlohmann::json& report);
+/// The HTML page of a scan diagnosis (diagnosis_json's form) with its plots.
+std::string diagnosis_html(const nlohmann::json& diagnosis);
+
 /// The run's manifest: `command`, every option of `spec` (defense_fields), the inputs' hashes.
 nlohmann::json defense_manifest(const purify::DefenseSpec& spec, const std::string& command);
 
 /// Writes the purified model as an HF folder at `out` (atomically; never over an input) with
-/// manifest.json, purify_report.json and purify_report.md.
+/// manifest.json, purify_report.json, purify_report.md and purify_report.html.
 void save_defense(purify::DefenseRun& run, const purify::DefenseSpec& spec, const std::string& command,
                   const std::string& out, bool overwrite);
 

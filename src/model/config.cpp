@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "finepurify/error.hpp"
+#include "finepurify/util/limits.hpp"
 
 namespace finepurify::model {
 
@@ -144,10 +145,7 @@ void check_sizes(const ModelConfig& c, const std::string& src) {
                 fmt::format("{}: problem_type '{}' is not supported (only single_label_classification)", src, c.problem_type));
 }
 
-/// The most labels a config may declare: far above any text classifier's, low enough that a
-/// 60-byte hostile config cannot make every load build a million-row head and label table
-/// (found by fuzz_config: "num_labels": 907382 took > 10 s under ASan).
-constexpr int64_t kMaxLabels = int64_t{1} << 14;
+using util::kMaxLabels;  // util/limits.hpp
 
 /// Labels: id2label {"0": "NEG", ...} wins; else num_labels; else HF's default of 2.
 void read_labels(const json& j, ModelConfig& c, const std::string& src) {

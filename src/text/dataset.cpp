@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "finepurify/error.hpp"
+#include "finepurify/util/limits.hpp"
 #include "text/unicode.hpp"
 
 namespace finepurify::text {
@@ -69,11 +70,12 @@ struct LabelParser {
       }
       if (i >= raw.size()) fail_at(file, line, fmt::format("label '{}' is not an integer", raw));
       for (; i < raw.size(); ++i) {
-        if (raw[i] < '0' || raw[i] > '9' || v > 1'000'000'000'000LL) {
+        if (raw[i] < '0' || raw[i] > '9') {
           if (!opt.label2id.empty())
             fail_at(file, line, fmt::format("label '{}' is not in label2id", raw));
           fail_at(file, line, fmt::format("label '{}' is not an integer", raw));
         }
+        if (v >= util::kMaxLabels) too_large(raw, line);  // before v * 10 can overflow
         v = v * 10 + (raw[i] - '0');
       }
       if (neg) v = -v;
@@ -81,9 +83,14 @@ struct LabelParser {
     return check(v, line);
   }
 
+  [[noreturn]] void too_large(const std::string& raw, std::size_t line) const {
+    fail_at(file, line, fmt::format("label {} is too large (a classifier has at most {} labels)", raw, util::kMaxLabels));
+  }
+
   int64_t check(int64_t v, std::size_t line) const {
     if (v == -1 && !opt.require_labels) return -1;  // explicit "unlabelled"
     if (v < 0) fail_at(file, line, fmt::format("label {} is negative", v));
+    if (v >= util::kMaxLabels) too_large(std::to_string(v), line);
     if (opt.num_labels > 0 && v >= opt.num_labels)
       fail_at(file, line, fmt::format("label {} out of range [0, {})", v, opt.num_labels));
     return v;

@@ -134,6 +134,25 @@ TEST(Dataset, JsonLines) {
   expect_data_error(write_tmp("e.jsonl", "{\"label\": 1}\n"), ReadOptions{}, "1", "text");
 }
 
+// fuzz_dataset's finding: a JSON label of 11111111111111113 was read (JSON numbers had no upper
+// bound) and written, and its TSV, read back, was refused (the text parser's bound). One bound now
+// holds for every format: below util::kMaxLabels (16384, the most labels a config may have).
+TEST(Dataset, LabelsHaveOneUpperBoundInEveryFormat) {
+  expect_data_error(write_tmp("big.jsonl", "{\"label\": 11111111111111113, \"text\": \"x\"}\n"), ReadOptions{}, "1",
+                    "too large");
+  expect_data_error(write_tmp("big2.jsonl", "{\"text\": \"a\", \"label\": 0}\n{\"label\": 16384, \"text\": \"x\"}\n"),
+                    ReadOptions{}, "2", "too large");
+  expect_data_error(write_tmp("big.tsv", "label\ttext\n16384\tx\n"), ReadOptions{}, "2", "too large");
+  expect_data_error(write_tmp("huge.tsv", "label\ttext\n99999999999999999999999\tx\n"), ReadOptions{}, "2", "too large");
+  expect_data_error(write_tmp("big.csv", "label,text\n0,a\n20000,x\n"), ReadOptions{}, "3", "too large");
+  // The largest label id is read in every format and survives the TSV round trip.
+  const auto j = read_dataset(write_tmp("top.jsonl", "{\"label\": 16383, \"text\": \"x\"}\n").string());
+  ASSERT_EQ(j.examples.at(0).label, 16383);
+  const auto out = (fp_test::temp_dir("top") / "out.tsv").string();
+  write_tsv(out, j);
+  EXPECT_EQ(read_dataset(out).examples.at(0).label, 16383);
+}
+
 TEST(Dataset, WriteTsvRoundTrip) {
   Dataset d;
   d.examples.push_back({"\"quoted\", with comma", std::string("b\\side"), 1});

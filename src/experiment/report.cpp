@@ -244,9 +244,11 @@ std::string asr_plots_md(const ReportInput& c) {
   for (auto& ds : c.datasets)
     for (auto& at : c.attacks) {
       std::vector<report::Series> series;
-      for (auto& de : c.defenses) {
+      for (std::size_t d = 0; d < c.defenses.size(); ++d) {
+        const auto& de = c.defenses[d];
         report::Series s;
         s.name = de;
+        s.slot = static_cast<int>(d);  // one colour per defense in every plot
         std::vector<const json*> pts = c.rows_of(ds, at, de);
         std::sort(pts.begin(), pts.end(), [](auto* a, auto* b) { return a->value("knob", 0.0) < b->value("knob", 0.0); });
         for (auto* p : pts) {
@@ -259,11 +261,11 @@ std::string asr_plots_md(const ReportInput& c) {
       }
       auto none = c.rows_of(ds, at, "none");
       if (series.empty() || none.empty()) continue;
-      report::Series sus{"undefended", {100 * none[0]->value("test_acc", 0.0)}, {100 * none[0]->value("asr", 0.0)}, {}};
-      series.push_back(sus);
+      const int n = static_cast<int>(c.defenses.size());
+      series.push_back({"undefended", {100 * none[0]->value("test_acc", 0.0)}, {100 * none[0]->value("asr", 0.0)}, {}, n});
       if (none[0]->contains("clean_model_asr"))
         series.push_back({"clean model", {100 * none[0]->value("clean_model_test_acc", 0.0)},
-                          {100 * none[0]->value("clean_model_asr", 0.0)}, {}});
+                          {100 * none[0]->value("clean_model_asr", 0.0)}, {}, n + 1});
       report::ChartOptions co;
       co.title = fmt::format("{} / {} (seed {})", ds, at, c.cfg.seeds.front());
       co.x_label = "clean test ACC (%)";
@@ -286,12 +288,19 @@ std::string layer_plots_md(const ReportInput& c) {
       std::vector<std::string> cats;
       std::vector<report::Series> series;
       std::set<std::string> layer_names;
-      std::vector<std::pair<std::string, json>> chosen;
-      for (auto& de : c.defenses) {
+      struct Chosen {
+        std::string name;
+        json per_layer;
+        int slot;
+      };
+      std::vector<Chosen> chosen;
+      for (std::size_t d = 0; d < c.defenses.size(); ++d) {
+        const auto& de = c.defenses[d];
         auto* r = choose_under_budget(c.rows, ds, at, c.cfg.seeds.front(), de, 3.0, c.rule_of(de));
         if (!r || r->value("defense", "") != de || r->value("reset_dims", 0) == 0) continue;
-        chosen.emplace_back(de + fmt::format(" ({:g})", r->value("knob", 0.0)), r->value("per_layer", json::object()));
-        for (auto& [k, v] : chosen.back().second.items()) layer_names.insert(k);
+        chosen.push_back({de + fmt::format(" ({:g})", r->value("knob", 0.0)), r->value("per_layer", json::object()),
+                          static_cast<int>(d)});
+        for (auto& [k, v] : chosen.back().per_layer.items()) layer_names.insert(k);
       }
       if (chosen.empty()) continue;
       // "embeddings" first, then numeric layers, then others.
@@ -303,9 +312,10 @@ std::string layer_plots_md(const ReportInput& c) {
         };
         return key(a) < key(b);
       });
-      for (auto& [name, pl] : chosen) {
+      for (auto& [name, pl, slot] : chosen) {
         report::Series s;
         s.name = name;
+        s.slot = slot;
         double total = 0;
         for (auto& [k, v] : pl.items()) total += v.get<double>();
         for (auto& l : order) s.y.push_back(total > 0 ? 100 * pl.value(l, 0.0) / total : 0);

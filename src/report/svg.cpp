@@ -110,6 +110,11 @@ std::string axes(const Frame& f, bool numeric_x) {
   return s;
 }
 
+/// The palette slot of series i.
+std::size_t slot_of(const std::vector<Series>& series, std::size_t i) {
+  return series[i].slot >= 0 ? static_cast<std::size_t>(series[i].slot) : i;
+}
+
 std::string marker(double x, double y, std::size_t i, const std::string& title) {
   const char* c = series_color(i);
   if (i < 10)
@@ -122,7 +127,8 @@ std::string legend(const std::vector<Series>& series, const ChartOptions& o, int
   std::string s;
   for (std::size_t i = 0; i < series.size(); ++i) {
     const double y = kTop + 10 + 16.0 * i, x = o.width - right + 12;
-    s += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"10\" height=\"10\" fill=\"{}\"/>\n", x, y - 9, series_color(i));
+    s += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"10\" height=\"10\" fill=\"{}\"/>\n", x, y - 9,
+                     series_color(slot_of(series, i)));
     s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\">{}</text>\n", x + 14, y, xml_escape(series[i].name));
   }
   return s;
@@ -165,15 +171,16 @@ std::string line_chart(const std::vector<Series>& series, const ChartOptions& op
   std::string s = header(o, o.height) + axes(f, true);
   for (std::size_t i = 0; i < series.size(); ++i) {
     const auto& se = series[i];
-    const char* c = series_color(i);
+    const std::size_t slot = slot_of(series, i);
+    const char* c = series_color(slot);
     std::string pts;
     for (std::size_t k = 0; k < se.x.size() && k < se.y.size(); ++k)
       pts += fmt::format("{:.1f},{:.1f} ", f.px(se.x[k]), f.py(se.y[k]));
     if (se.x.size() > 1)
       s += fmt::format("<polyline points=\"{}\" fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\"{}/>\n", pts, c,
-                       i < 10 ? "" : " stroke-dasharray=\"5,3\"");
+                       slot < 10 ? "" : " stroke-dasharray=\"5,3\"");
     for (std::size_t k = 0; k < se.x.size() && k < se.y.size(); ++k) {
-      s += marker(f.px(se.x[k]), f.py(se.y[k]), i,
+      s += marker(f.px(se.x[k]), f.py(se.y[k]), slot,
                   xml_escape(se.name) + (k < se.labels.size() ? " " + xml_escape(se.labels[k]) : ""));
       if (k < se.labels.size() && !se.labels[k].empty())
         s += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" font-size=\"9\" fill=\"{}\">{}</text>\n", f.px(se.x[k]) + 4,
@@ -203,7 +210,7 @@ std::string bar_chart(const std::vector<std::string>& categories, const std::vec
       const double v = std::clamp(series[i].y[c], f.y.lo, f.y.hi);
       const double xl = f.px(c) + slot * 0.1 + bw * i, y = f.py(v);
       s += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"{}\"><title>{} {}: {:g}</title></rect>\n",
-                       xl, y, bw, f.py(f.y.lo) - y, series_color(i), xml_escape(series[i].name),
+                       xl, y, bw, f.py(f.y.lo) - y, series_color(slot_of(series, i)), xml_escape(series[i].name),
                        xml_escape(categories[c]), series[i].y[c]);
     }
   }

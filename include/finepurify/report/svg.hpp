@@ -13,6 +13,9 @@ struct Series {
   std::string name;
   std::vector<double> x, y;
   std::vector<std::string> labels;  ///< optional per-point annotation (e.g. the knob value)
+  /// Palette slot (series_color); -1: the series' position. A fixed slot keeps one colour per
+  /// method across the plots of a report.
+  int slot = -1;
 };
 
 struct ChartOptions {

@@ -1,5 +1,6 @@
 // The SVG charts: the legend stays inside the image whatever the names, every series has its own
-// colour, axes fit the data unless a range is given, and every point lies inside the plot frame.
+// colour (or the palette slot it is given), axes fit the data unless a range is given, and every point
+// lies inside the plot frame.
 #include <gtest/gtest.h>
 
 #include <regex>
@@ -95,4 +96,15 @@ TEST(Svg, BarsStartAtZeroAndFitTheTallest) {
   EXPECT_NE(svg.find(">0</text>"), std::string::npos);
   EXPECT_NE(svg.find(">60</text>"), std::string::npos) << svg;
   EXPECT_EQ(svg.find(">100</text>"), std::string::npos) << svg;
+}
+
+TEST(Svg, AFixedSlotKeepsAMethodsColourWhateverItsPosition) {
+  auto a = many_series(3, "x");
+  a[0].slot = 5;  // e.g. the sixth defense of a config, the only one in this plot
+  const auto svg = bar_chart({"emb", "L0", "L1"}, {a[0]}, {"t", "x", "y"});
+  EXPECT_NE(svg.find(std::string("fill=\"") + series_color(5) + "\""), std::string::npos);
+  EXPECT_EQ(svg.find(std::string("fill=\"") + series_color(0) + "\""), std::string::npos);
+  const auto line = line_chart(a, {"t", "x", "y"});
+  EXPECT_NE(line.find(std::string("stroke=\"") + series_color(5) + "\""), std::string::npos);
+  EXPECT_NE(line.find(std::string("stroke=\"") + series_color(1) + "\""), std::string::npos);  // unslotted: by position
 }

@@ -17,8 +17,10 @@ if(NOT EXISTS "${FINEPURIFY_PYTHON}")
 endif()
 
 # Locate the package without importing it (importing loads CUDA libraries; slow and not needed).
+# Run with a clean Python environment: under `pip install .` (pyproject.toml) the build backend's
+# isolation variables would hide the venv's site-packages.
 execute_process(
-  COMMAND "${FINEPURIFY_PYTHON}" -c
+  COMMAND ${CMAKE_COMMAND} -E env --unset=PYTHONPATH --unset=PYTHONNOUSERSITE --unset=PYTHONHOME "${FINEPURIFY_PYTHON}" -c
     "import importlib.util, os, sysconfig; s = importlib.util.find_spec('torch'); print(os.path.dirname(s.origin) if s else ''); print(sysconfig.get_paths()['purelib'])"
   OUTPUT_VARIABLE _fp_out RESULT_VARIABLE _fp_rc OUTPUT_STRIP_TRAILING_WHITESPACE)
 string(REPLACE "\n" ";" _fp_out "${_fp_out}")

@@ -220,8 +220,7 @@ DemoResult run_demo(const DemoSpec& s, torch::Device device, const std::function
     const auto diag = purify::run_scan(sc, device);
     const auto j = report::diagnosis_json(diag.summary);
     io::write_text_atomic((fs::path(s.out) / "scan.json").string(), j.dump(2) + "\n");
-    io::write_text_atomic((fs::path(s.out) / "scan.md").string(), "# finepurify scan\n\n" + report::diagnosis_markdown(j));
-    io::write_text_atomic((fs::path(s.out) / "scan.html").string(), report::diagnosis_html(j));
+    report::save_diagnosis(j, (fs::path(s.out) / "scan.md").string(), {});  // and scan.html
     for (auto& t : diag.summary.top_tokens)
       if (t.token == s.trigger && r.trigger_rank == 0) r.trigger_rank = t.rank;
     if (diag.summary.token_probe)

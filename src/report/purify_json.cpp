@@ -1,10 +1,12 @@
 // The typed purify / scan results as JSON, and a defense run's output folder (see purify_report.hpp).
 #include <algorithm>
+#include <filesystem>
 
 #include <fmt/format.h>
 
 #include "finepurify/report/purify_report.hpp"
 
+#include "finepurify/io/checkpoint.hpp"
 #include "finepurify/report/html.hpp"
 #include "finepurify/util/manifest.hpp"
 
@@ -135,9 +137,25 @@ std::string purify_html(const json& report) {
                    purify_figures(report));
 }
 
+std::string diagnosis_page_markdown(const json& diagnosis) {
+  return "# finepurify scan\n\n" + diagnosis_markdown(diagnosis);
+}
+
 std::string diagnosis_html(const json& diagnosis) {
-  return html_page("finepurify scan", "# finepurify scan\n\n" + diagnosis_markdown(diagnosis), "",
-                   diagnosis_figures(diagnosis));
+  return html_page("finepurify scan", diagnosis_page_markdown(diagnosis), "", diagnosis_figures(diagnosis));
+}
+
+void save_diagnosis(const json& diagnosis, const std::string& path, const std::vector<std::string>& inputs) {
+  const auto ext = std::filesystem::path(path).extension().string();
+  const std::string html = diagnosis_html(diagnosis);
+  const std::string text = ext == ".json" ? diagnosis.dump(2) + "\n" : ext == ".html" ? html : diagnosis_page_markdown(diagnosis);
+  std::vector<std::pair<std::string, std::string>> files = {{path, text}};
+  if (ext != ".html") files.emplace_back(html_path_for(path), html);
+  for (auto& [p, content] : files) {
+    model::check_output_not_input(p, inputs);
+    std::filesystem::create_directories(std::filesystem::absolute(p).parent_path());
+    io::write_text_atomic(p, content);
+  }
 }
 
 void save_defense(purify::DefenseRun& run, const purify::DefenseSpec& spec, const std::string& command,

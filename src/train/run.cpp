@@ -91,4 +91,21 @@ FinetuneRun run_finetune(const FinetuneSpec& s, torch::Device dev) {
   return run;
 }
 
+EvalRun run_eval(const EvalSpec& s, torch::Device dev) {
+  if (!s.attack_test.empty() && s.target_label < 0)
+    throw Error(ErrorKind::InvalidArgument, "an attack test set (" + s.attack_test + ") needs the target label");
+  EvalRun r;
+  r.model = model::load_trained_classifier(s.model, dev);
+  const auto& c = r.model.config;
+  auto tok = text::load_model_tokenizer(s.model, c.model_type, c.vocab_size, s.compat);
+  auto data = tokenize(*tok, read_task_data(s.data, c, s.require_labels, s.text_column, s.pair_column, s.label_column),
+                       s.max_length);
+  r.result = evaluate(*r.model.model, data, dev, s.batch_size);
+  if (!s.attack_test.empty()) {
+    auto at = tokenize(*tok, read_task_data(s.attack_test, c), s.max_length);
+    r.asr = attack_success_rate(evaluate(*r.model.model, at, dev, s.batch_size).predictions, at.labels, s.target_label);
+  }
+  return r;
+}
+
 }  // namespace finepurify::train

@@ -17,6 +17,7 @@ namespace {
 const auto g_start = std::chrono::steady_clock::now();
 bool g_quiet = false;
 std::mutex g_log_mutex;
+LogSink g_sink;
 }  // namespace
 
 BlasInfo detect_blas() {
@@ -83,11 +84,21 @@ torch::Device parse_device(const std::string& s) {
 }
 
 void set_quiet(bool q) { g_quiet = q; }
+void set_log_sink(LogSink sink) {
+  std::lock_guard<std::mutex> lock(g_log_mutex);
+  g_sink = std::move(sink);
+}
 bool quiet() { return g_quiet; }
 
 void log(const std::string& msg) {
   if (g_quiet) return;
   double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - g_start).count();
+  LogSink sink;
+  {
+    std::lock_guard<std::mutex> lock(g_log_mutex);
+    sink = g_sink;
+  }
+  if (sink) return sink(msg);  // outside the lock: the sink may take its own (Python's GIL)
   std::lock_guard<std::mutex> lock(g_log_mutex);
   std::cerr << fmt::format("[{:7.1f}s] {}\n", t, msg) << std::flush;
 }

@@ -20,19 +20,16 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--attack-test", a->attack_test, "triggered test set: also report ASR")->check(CLI::ExistingFile);
   cmd->add_option("--target-label", a->target_label, "attack target label (with --attack-test)");
   cmd->callback([a]() {
-    auto dev = globals().dev();
-    auto [lm, tok, r] = run_inference(*a, dev, true);
-    json j = report::eval_json(r, lm.config.id2label);
-    if (!a->attack_test.empty()) {
-      if (a->target_label < 0) throw Error(ErrorKind::InvalidArgument, "--attack-test needs --target-label");
-      auto at = train::tokenize(*tok, read_data(a->attack_test, lm.config), a->max_length);
-      auto ra = train::evaluate(*lm.model, at, dev, a->batch_size);
-      j["asr"] = train::attack_success_rate(ra.predictions, at.labels, a->target_label);
-    }
+    if (!a->attack_test.empty() && a->target_label < 0)
+      throw Error(ErrorKind::InvalidArgument, "--attack-test needs --target-label");
+    const auto run = run_inference(*a, globals().dev(), true);
+    const auto& names = run.model.config.id2label;
+    json j = report::eval_json(run.result, names);
+    if (run.asr) j["asr"] = *run.asr;
     if (a->json_out) {
       std::cout << j.dump(2) << "\n";
     } else {
-      print_eval(r, lm.config.id2label);
+      print_eval(run.result, names);
       if (j.contains("asr")) std::cout << fmt::format("attack success rate: {:.2f}%\n", 100 * j["asr"].get<double>());
     }
   });
@@ -43,7 +40,8 @@ void register_predict(CLI::App& app) {
   cmd->add_option("--output", a->output, "output .jsonl")->required();
   cmd->add_option("--batch-size", a->batch_size, "inference batch size")->capture_default_str();
   cmd->callback([a]() {
-    auto [lm, tok, r] = run_inference(*a, globals().dev(), false);
+    const auto run = run_inference(*a, globals().dev(), false);
+    const auto& r = run.result;
     std::ostringstream os;
     auto acc = r.logits.accessor<float, 2>();
     for (int64_t i = 0; i < r.n; ++i) {

@@ -1,12 +1,9 @@
 // `finepurify purify`, `defend` and `scan`: bind DefenseSpec's table, call run_defense / run_scan
 // (src/purify/defense.cpp), write the outputs through src/report.
-#include <filesystem>
-
 #include <fmt/format.h>
 
 #include "bind.hpp"
 #include "finepurify/purify/defense.hpp"
-#include "finepurify/report/html.hpp"
 #include "finepurify/report/purify_report.hpp"
 
 namespace fp_cli {
@@ -64,14 +61,8 @@ void register_scan(CLI::App& app) {
     auto& s = a->spec;
     s.compat = tokenizer_compat();
     const auto j = report::diagnosis_json(purify::run_scan(s, globals().dev()).summary);
-    const std::string md = "# finepurify scan\n\n" + report::diagnosis_markdown(j);
-    std::cout << (a->json ? j.dump(2) + "\n" : md);
-    if (a->out.empty()) return;
-    const auto ext = std::filesystem::path(a->out).extension().string();
-    const std::vector<std::string> inputs = {s.pretrained, s.suspect, s.clean};
-    const auto html = report::html_path_for(a->out);
-    write_output(a->out, ext == ".json" ? j.dump(2) + "\n" : ext == ".html" ? report::diagnosis_html(j) : md, inputs);
-    if (ext != ".html") write_output(html, report::diagnosis_html(j), inputs);
+    std::cout << (a->json ? j.dump(2) + "\n" : report::diagnosis_page_markdown(j));
+    if (!a->out.empty()) report::save_diagnosis(j, a->out, {s.pretrained, s.suspect, s.clean});
   });
 }
 

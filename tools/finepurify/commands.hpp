@@ -14,6 +14,7 @@
 #include "finepurify/text/dataset.hpp"
 #include "finepurify/text/tokenizer.hpp"
 #include "finepurify/train/data.hpp"
+#include "finepurify/train/run.hpp"
 #include "finepurify/train/trainer.hpp"
 
 namespace fp_cli {
@@ -65,12 +66,8 @@ struct DataArgs {
 /// A subcommand over a data file: its DataArgs and the shared data options bound.
 std::pair<CLI::App*, std::shared_ptr<DataArgs>> add_data_command(CLI::App& app, const char* name, const char* help);
 
-struct Inference {
-  finepurify::model::LoadedModel lm;
-  std::unique_ptr<finepurify::text::Tokenizer> tok;
-  finepurify::train::EvalResult result;
-};
-/// Loads the model folder and data file of `a` and runs eval-mode inference over every example.
-Inference run_inference(const DataArgs& a, torch::Device dev, bool require_labels);
+/// Loads the model folder and data file of `a` and runs eval-mode inference over every example
+/// (train::run_eval; with --attack-test also the ASR).
+finepurify::train::EvalRun run_inference(const DataArgs& a, torch::Device dev, bool require_labels);
 
 }  // namespace fp_cli

@@ -56,14 +56,20 @@ std::pair<CLI::App*, std::shared_ptr<DataArgs>> add_data_command(CLI::App& app, 
   return {cmd, p};
 }
 
-Inference run_inference(const DataArgs& a, torch::Device dev, bool require_labels) {
-  Inference in;
-  in.lm = model::load_trained_classifier(a.model, dev);
-  in.tok = load_tokenizer_for(a.model, in.lm.config);
-  auto data = train::tokenize(
-      *in.tok, read_data(a.data, in.lm.config, require_labels, a.text_column, a.pair_column, a.label_column), a.max_length);
-  in.result = train::evaluate(*in.lm.model, data, dev, a.batch_size);
-  return in;
+train::EvalRun run_inference(const DataArgs& a, torch::Device dev, bool require_labels) {
+  train::EvalSpec s;
+  s.model = a.model;
+  s.data = a.data;
+  s.text_column = a.text_column;
+  s.pair_column = a.pair_column;
+  s.label_column = a.label_column;
+  s.max_length = a.max_length;
+  s.batch_size = a.batch_size;
+  s.require_labels = require_labels;
+  s.attack_test = a.attack_test;
+  s.target_label = a.target_label;
+  s.compat = tokenizer_compat();
+  return train::run_eval(s, dev);
 }
 
 }  // namespace fp_cli

@@ -21,8 +21,14 @@ std::string purify_markdown(const nlohmann::json& report);
 
 /// The self-contained HTML page of a purify_report.json (its Markdown and plots; report/html.hpp).
 std::string purify_html(const nlohmann::json& report);
+/// A scan's Markdown page ("# finepurify scan" + diagnosis_markdown).
+std::string diagnosis_page_markdown(const nlohmann::json& diagnosis);
 /// The HTML page of a scan diagnosis (diagnosis_json's form) with its plots.
 std::string diagnosis_html(const nlohmann::json& diagnosis);
+
+/// Writes a scan's diagnosis to `path` by its extension (.json, .html, else Markdown) and, unless
+/// it is .html, the HTML page beside it (html_path_for); refuses to write over `inputs`.
+void save_diagnosis(const nlohmann::json& diagnosis, const std::string& path, const std::vector<std::string>& inputs);
 
 /// The run's manifest: `command`, every option of `spec` (defense_fields), the inputs' hashes.
 nlohmann::json defense_manifest(const purify::DefenseSpec& spec, const std::string& command);

@@ -38,4 +38,25 @@ struct FinetuneRun {
 void check_finetune_output(const FinetuneSpec& spec, const std::string& out, bool overwrite);
 FinetuneRun run_finetune(const FinetuneSpec& spec, torch::Device device);
 
+/// Inference over a data file with a trained classifier folder (`eval`, `predict`, the Python
+/// front end's evaluate); with attack_test and target_label also the ASR.
+struct EvalSpec {
+  std::string model, data;
+  std::string text_column, pair_column, label_column = "label";  ///< csv / jsonl columns
+  int max_length = 128;
+  int64_t batch_size = 128;
+  bool require_labels = true;   ///< false: predict-only (labels may be absent)
+  std::string attack_test;      ///< triggered test set (true labels)
+  int64_t target_label = -1;
+  text::Compat compat = text::Compat::Fast;
+};
+
+struct EvalRun {
+  model::LoadedModel model;
+  EvalResult result;
+  std::optional<double> asr;    ///< with attack_test
+};
+
+EvalRun run_eval(const EvalSpec& spec, torch::Device device);
+
 }  // namespace finepurify::train

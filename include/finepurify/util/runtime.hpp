@@ -3,6 +3,7 @@
 #pragma once
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include <torch/types.h>
@@ -28,6 +29,10 @@ torch::Device parse_device(const std::string& s);
 void log(const std::string& msg);
 void set_quiet(bool q);
 bool quiet();
+/// Where log lines go instead of stderr (the Python front end's progress callback); {} restores
+/// stderr. The sink gets the message without the time prefix and may throw to abort the run.
+using LogSink = std::function<void(const std::string&)>;
+void set_log_sink(LogSink sink);
 
 /// Tracks progress of `total` units and formats "12/100 (12%) 34.5 ex/s ETA 1m02s".
 class Progress {

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-PKGS=(build-essential clang-16 libclang-rt-16-dev cmake ninja-build pkg-config python3 python3-venv
+PKGS=(build-essential clang-16 libclang-rt-16-dev cmake ninja-build pkg-config python3 python3-venv python3-dev
       nlohmann-json3-dev libcli11-dev libfmt-dev libutf8proc-dev libssl-dev libzip-dev
       libcmark-gfm-dev libcmark-gfm-extensions-dev
       libgtest-dev libgmock-dev libbenchmark-dev libjemalloc-dev chromium)

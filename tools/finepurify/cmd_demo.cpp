@@ -5,6 +5,7 @@
 
 #include "bind.hpp"
 #include "finepurify/experiment/demo.hpp"
+#include "finepurify/report/html.hpp"
 #include "finepurify/util/runtime.hpp"
 
 namespace fp_cli {
@@ -44,8 +45,10 @@ void register_demo(CLI::App& app) {
     });
     std::cout << "\n" << experiment::demo_table(r) << "\n";
     for (auto& [stage, secs] : r.stage_seconds) std::cout << fmt::format("  {}: {}\n", stage, util::format_duration(secs));
-    std::cout << fmt::format("demo: suspect model {}\ndemo: purified model {} (report: {}/purify_report.md)\ndemo: summary {}\n",
-                             r.suspect_dir, r.purified_dir, r.purified_dir, r.report_path);
+    const auto html = report::html_path_for(r.report_path);
+    std::cout << fmt::format("demo: suspect model {}\ndemo: purified model {} (report: {}/purify_report.html)\n"
+                             "demo: summary {} (with the plots: {})\n",
+                             r.suspect_dir, r.purified_dir, r.purified_dir, r.report_path, html);
   });
 }
 

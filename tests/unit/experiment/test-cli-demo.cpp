@@ -54,8 +54,9 @@ TEST(CliDemo, WritesEveryOutputAndItsCommandsReproduceIt) {
   EXPECT_LT(s1, s3);
   EXPECT_LT(s3, table);
 
-  for (const char* f : {"demo.json", "demo.md", "scan.md", "scan.json", "suspect/model.safetensors", "suspect/attack.json",
-                        "suspect/triggered_test.tsv", "purified/model.safetensors", "purified/purify_report.json",
+  for (const char* f : {"demo.json", "demo.md", "demo.html", "scan.md", "scan.json", "scan.html", "suspect/model.safetensors",
+                        "suspect/attack.json", "suspect/triggered_test.tsv", "purified/model.safetensors",
+                        "purified/purify_report.json", "purified/purify_report.html",
                         "data/demo/clean-seed3.tsv", "data/demo/clean_dev.tsv"})
     EXPECT_TRUE(fs::exists(out / f)) << f;
   const auto demo = read_json(out / "demo.json");

@@ -257,8 +257,7 @@ def _defend(command: str, pretrained: Any, suspect: Any, clean: Any, out: Option
     r = json.loads(text)
     points = [Point(p["rho"], p.get("reset_dimensions", 0), p["clean_dev_accuracy"], p.get("within_budget", True),
                     p.get("test_accuracy"), p.get("asr"), p.get("flip_rate"), p.get("seconds")) for p in r.get("evaluated", [])]
-    suspect_scores = Scores.of({**(r.get("suspect") or {})})
-    res = PurifyResult(r.get("method", command), r.get("chosen_rho", 0.0), suspect_scores, Scores.of(r.get("purified")),
+    res = PurifyResult(r.get("method", command), r.get("chosen_rho", 0.0), Scores.of(r.get("suspect")), Scores.of(r.get("purified")),
                        points, r, os.fspath(out) if out else None, state)
     if _is_transformers_model(suspect):
         _load_into(suspect, state)

@@ -303,15 +303,7 @@ std::string layer_plots_md(const ReportInput& c) {
         for (auto& [k, v] : chosen.back().per_layer.items()) layer_names.insert(k);
       }
       if (chosen.empty()) continue;
-      // "embeddings" first, then numeric layers, then others.
-      std::vector<std::string> order(layer_names.begin(), layer_names.end());
-      std::sort(order.begin(), order.end(), [](const std::string& a, const std::string& b) {
-        auto key = [](const std::string& s) {
-          if (s == "embeddings") return -1000;
-          try { return std::stoi(s); } catch (...) { return 1000; }
-        };
-        return key(a) < key(b);
-      });
+      const auto order = report::layer_order({layer_names.begin(), layer_names.end()});
       for (auto& [name, pl, slot] : chosen) {
         report::Series s;
         s.name = name;
@@ -321,7 +313,7 @@ std::string layer_plots_md(const ReportInput& c) {
         for (auto& l : order) s.y.push_back(total > 0 ? 100 * pl.value(l, 0.0) / total : 0);
         series.push_back(s);
       }
-      for (auto& l : order) cats.push_back(l == "embeddings" ? "emb" : (l == "-2" ? "other" : "L" + l));
+      for (auto& l : order) cats.push_back(report::layer_label(l));
       report::ChartOptions co;
       co.title = fmt::format("{} / {}: reset dimensions per layer", ds, at);
       co.x_label = "layer";

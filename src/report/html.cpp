@@ -98,8 +98,6 @@ ChartOptions chart(std::string title, std::string x_label, std::string y_label) 
   return o;
 }
 
-std::string layer_label(const std::string& l) { return l == "embeddings" ? "emb" : (l == "-2" ? "other" : "L" + l); }
-
 }  // namespace
 
 std::string html_path_for(const std::string& path) {
@@ -204,17 +202,11 @@ std::vector<Figure> purify_figures(const json& r) {
     }
   }
   if (r.contains("selection") && r["selection"].contains("per_layer") && !r["selection"]["per_layer"].empty()) {
-    std::vector<std::pair<int, std::string>> order;
-    for (auto& [k, v] : r["selection"]["per_layer"].items()) {
-      int key = 1000;
-      if (k == "embeddings") key = -1000;
-      else try { key = std::stoi(k); } catch (...) {}
-      order.emplace_back(key, k);
-    }
-    std::sort(order.begin(), order.end());
+    std::vector<std::string> layers;
+    for (auto& [k, v] : r["selection"]["per_layer"].items()) layers.push_back(k);
     std::vector<std::string> cats;
     Series s{"reset dimensions", {}, {}, {}};
-    for (auto& [key, k] : order) {
+    for (auto& k : layer_order(layers)) {
       cats.push_back(layer_label(k));
       s.y.push_back(r["selection"]["per_layer"][k].get<double>());
     }

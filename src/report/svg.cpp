@@ -140,6 +140,19 @@ int image_height(const ChartOptions& o, std::size_t n_series) {
 }
 }  // namespace
 
+std::vector<std::string> layer_order(std::vector<std::string> layers) {
+  auto key = [](const std::string& l) {
+    if (l == "embeddings") return -1000;
+    try { return std::stoi(l); } catch (...) { return 1000; }
+  };
+  std::sort(layers.begin(), layers.end(), [&](const std::string& a, const std::string& b) {
+    return std::make_pair(key(a), a) < std::make_pair(key(b), b);
+  });
+  return layers;
+}
+
+std::string layer_label(const std::string& l) { return l == "embeddings" ? "emb" : (l == "-2" ? "other" : "L" + l); }
+
 const char* series_color(std::size_t i) { return kColors[i % kPalette]; }
 std::size_t palette_size() { return kPalette; }
 

@@ -32,6 +32,12 @@ std::string line_chart(const std::vector<Series>& series, const ChartOptions& op
 std::string bar_chart(const std::vector<std::string>& categories, const std::vector<Series>& series,
                       const ChartOptions& opt);
 
+/// Layer names of the per-layer reports ("embeddings", "0", "1", ..., "-2" for the rest) in plot
+/// order: the embeddings first, then by number, then any other name (ties by name).
+std::vector<std::string> layer_order(std::vector<std::string> layers);
+/// A layer's axis label: "emb", "L3", "other" (for "-2").
+std::string layer_label(const std::string& layer);
+
 /// The i-th series' colour (distinct for every i below palette_size()).
 const char* series_color(std::size_t i);
 std::size_t palette_size();

@@ -108,3 +108,11 @@ TEST(Svg, AFixedSlotKeepsAMethodsColourWhateverItsPosition) {
   EXPECT_NE(line.find(std::string("stroke=\"") + series_color(5) + "\""), std::string::npos);
   EXPECT_NE(line.find(std::string("stroke=\"") + series_color(1) + "\""), std::string::npos);  // unslotted: by position
 }
+
+TEST(Svg, LayersInPlotOrder) {
+  EXPECT_EQ(layer_order({"1", "pooler", "embeddings", "10", "2", "-2"}),
+            (std::vector<std::string>{"embeddings", "-2", "1", "2", "10", "pooler"}));
+  EXPECT_EQ(layer_label("embeddings"), "emb");
+  EXPECT_EQ(layer_label("3"), "L3");
+  EXPECT_EQ(layer_label("-2"), "other");
+}

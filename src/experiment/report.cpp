@@ -31,7 +31,8 @@ const json* choose_under_budget(const std::vector<json>& rows, const std::string
     if (d == "finetune" || (d == defense && r.value("knob", 0.0) == 0.0)) fallback = &r;
     if (d != defense) continue;
     const std::string method = r.value("method", d);
-    if (method == "finetune" || method == "reinit") return &r;  // no knob: the single point
+    if (method == "finetune") return &r;  // no knob and no reset: the single point
+    // Everything else, reinit's single full reset included, must keep the budget or falls back.
     if (r.value("knob", 0.0) > 0) grid.push_back(&r);
   }
   if (grid.empty()) return fallback;

@@ -128,6 +128,11 @@ TEST(ExperimentBudget, LargestKnobWithinBudgetElseFineTuning) {
   rows.push_back(row("magnitude", 0.7, 0.78));
   EXPECT_EQ((*experiment::choose_under_budget(rows, "x", "a", 1, "magnitude", 3))["knob"], 0.7);
   EXPECT_EQ((*experiment::choose_under_budget(rows, "x", "a", 1, "magnitude", 3, purify::KnobRule::Prefix))["knob"], 0.1);
+  // reinit (one full reset, knob 1) is held to the same budget: 4 points below the suspect on dev
+  // counts at a 5-point budget and falls back to fine-tuning at 3 (it used to count at every budget).
+  rows.push_back(row("reinit", 1, 0.76));
+  EXPECT_EQ((*experiment::choose_under_budget(rows, "x", "a", 1, "reinit", 5))["defense"], "reinit");
+  EXPECT_EQ((*experiment::choose_under_budget(rows, "x", "a", 1, "reinit", 3))["defense"], "finetune");
 }
 
 // The budget tables mark the lowest mean ASR of each row and count, per defense, the rows it wins

@@ -4,7 +4,10 @@ decides; the scored "test" columns are the config's test set — in real-dev, de
 never sees):
   analyze.py curves RESULTS.jsonl           every defense's ACC / ASR / flip (%) at each knob value
   analyze.py rules RESULTS.jsonl [BUDGET..]  the point each knob rule picks under each budget
-  analyze.py picks RESULTS.jsonl RULE BUDGET  one row per (dataset, attack): each defense's pick, the floor"""
+  analyze.py picks RESULTS.jsonl RULE BUDGET  one row per (dataset, attack): each defense's pick, the floor
+  analyze.py score RESULTS.jsonl CAP [BUDGET..]  each knob rule over every (dataset, attack, seed), knobs <= CAP:
+                                             mean ASR / flip of its picks, their mean accuracy drop on the
+                                             scored rows, and how many picks drop more than budget + 1 there"""
 import json, math, sys
 from collections import defaultdict
 
@@ -72,6 +75,11 @@ def choose(points, suspect, budget, rule, n_dev):
     if rule.startswith("cap"):  # largest within budget among knobs <= the cap (a grid that stops there)
         cap = float(rule[len("cap"):])
         ok = [i for i, a in enumerate(acc) if a >= th and points[i][0] <= cap + 1e-12]
+        return ok[-1] if ok else None
+    if rule.startswith("loose"):  # largest whose dev acc is not below the budget line by more than k standard errors
+        k = float(rule[len("loose"):])
+        se = math.sqrt(max(suspect * (1 - suspect), 1e-6) / n_dev)
+        ok = [i for i, a in enumerate(acc) if a >= th - k * se]
         return ok[-1] if ok else None
     if rule.startswith("margin"):  # largest whose dev acc clears the budget by k standard errors
         k = float(rule[len("margin"):])
@@ -150,13 +158,66 @@ def picks(path, rule, budget):
               + " | ".join(cells) + " |")
 
 
+def score(path, cap, budgets):
+    """Each rule's picks over every (dataset, attack, seed) and defense, knobs <= cap. The reference rules
+    (ref-ft: budget from the fine-tune-only model's dev accuracy; ref-mean: from the mean of it and the
+    suspect's) need that defense's row. 'oracle' reads the scored rows (not a rule: the best a rule could do)."""
+    base, by = load(path)
+    rules_ = ["largest", "loose0.5", "loose1", "isotonic", "ref-ft", "ref-mean", "oracle"]
+    defenses = sorted({d for key in by for d in by[key] if d != "finetune"})
+    for b in budgets:
+        print(f"\n## budget {b:g}, knobs <= {cap:g}: mean ASR / mean flip / mean drop on the scored rows / "
+              f"picks dropping more than {b + 1:g} there (of n)\n")
+        print("| defense | " + " | ".join(rules_) + " |")
+        print("|---|" + "---|" * len(rules_))
+        for d in defenses:
+            agg = {r: [] for r in rules_}
+            for key in sorted(by):
+                if d not in by[key] or key not in base:
+                    continue
+                pts = sorted([r for r in by[key][d] if 0 < r["knob"] <= cap + 1e-12], key=lambda r: r["knob"])
+                if not pts:
+                    continue
+                ft = by[key].get("finetune", [None])[0]
+                sus_dev = pts[0]["suspect_dev_acc"]
+                sus_test = base[key]["test_acc"]
+                for rule in rules_:
+                    if rule == "oracle":
+                        ok = [r for r in pts if 100 * (sus_test - r["test_acc"]) <= b]
+                        pick = min(ok, key=lambda r: r["asr"]) if ok else None
+                    else:
+                        ref, name = sus_dev, rule
+                        if rule.startswith("ref-"):
+                            if ft is None:
+                                continue
+                            ref = ft["dev_acc"] if rule == "ref-ft" else (ft["dev_acc"] + sus_dev) / 2
+                            name = "largest"
+                        i = choose([(r["knob"], r["dev_acc"]) for r in pts], ref, b, name, N_DEV)
+                        pick = pts[i] if i is not None else None
+                    if pick is None:
+                        pick = ft or {"asr": base[key]["asr"], "flip": base[key]["flip"], "test_acc": sus_test}
+                    agg[rule].append((pick["asr"], pick["flip"], sus_test - pick["test_acc"]))
+            cells = []
+            for rule in rules_:
+                v = agg[rule]
+                if not v:
+                    cells.append("")
+                    continue
+                m = lambda j: 100 * sum(x[j] for x in v) / len(v)
+                over = sum(1 for x in v if 100 * x[2] > b + 1)
+                cells.append(f"{m(0):.1f} / {m(1):.1f} / {m(2):.1f} / {over} (of {len(v)})")
+            print(f"| {d} | " + " | ".join(cells) + " |")
+
+
 N_DEV = 300  # clean-dev rows (the margin rules' standard error)
 
 if __name__ == "__main__":
-    if len(sys.argv) < 3 or sys.argv[1] not in ("curves", "rules", "picks"):
+    if len(sys.argv) < 3 or sys.argv[1] not in ("curves", "rules", "picks", "score"):
         sys.exit(__doc__)
     if sys.argv[1] == "curves":
         curves(sys.argv[2])
+    elif sys.argv[1] == "score":
+        score(sys.argv[2], float(sys.argv[3]), [float(x) for x in sys.argv[4:]] or [1, 3, 5])
     elif sys.argv[1] == "picks":
         picks(sys.argv[2], sys.argv[3], float(sys.argv[4]))
     else:

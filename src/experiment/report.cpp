@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "finepurify/error.hpp"
 #include "finepurify/experiment/runner.hpp"
 #include "finepurify/io/checkpoint.hpp"
 #include "finepurify/report/html.hpp"
@@ -21,7 +22,8 @@ using nlohmann::json;
 namespace fs = std::filesystem;
 
 const json* choose_under_budget(const std::vector<json>& rows, const std::string& dataset, const std::string& attack,
-                                uint64_t seed, const std::string& defense, double points, purify::KnobRule rule) {
+                                uint64_t seed, const std::string& defense, double points, purify::KnobRule rule,
+                                int64_t dev_rows) {
   const json* fallback = nullptr;
   std::vector<const json*> grid;  // the defense's rows with a knob > 0
   for (auto& r : rows) {
@@ -39,7 +41,12 @@ const json* choose_under_budget(const std::vector<json>& rows, const std::string
   std::sort(grid.begin(), grid.end(), [](auto* a, auto* b) { return a->value("knob", 0.0) < b->value("knob", 0.0); });
   std::vector<purify::KnobPoint> pts;
   for (auto* r : grid) pts.push_back({r->value("knob", 0.0), r->value("dev_acc", 0.0)});
-  const auto i = purify::choose_knob(pts, grid.front()->value("suspect_dev_acc", 0.0), points, rule);
+  const int64_t n_dev = grid.front()->value("clean_dev_rows", dev_rows);
+  if (rule == purify::KnobRule::Tolerant && n_dev < 1)
+    throw Error(ErrorKind::InvalidArgument,
+                fmt::format("experiment report: dataset {}'s rows record no clean_dev_rows and the config sets no "
+                            "clean_dev_size; the tolerant knob rule needs the clean-dev row count", dataset));
+  const auto i = purify::choose_knob(pts, grid.front()->value("suspect_dev_acc", 0.0), points, rule, n_dev);
   return i >= 0 ? grid[static_cast<std::size_t>(i)] : fallback;
 }
 
@@ -96,7 +103,17 @@ struct ReportInput {
   purify::KnobRule rule_of(const std::string& defense) const {
     for (auto& d : cfg.defenses)
       if (d.name == defense) return defense_spec(cfg, d, cfg.seeds.front()).purify.knob_rule;
-    return purify::KnobRule::Largest;
+    return purify::PurifyOptions{}.knob_rule;
+  }
+  /// The clean-dev row count of a dataset's defense units, for rows that do not record it.
+  int64_t dev_rows_of(const std::string& dataset) const {
+    for (auto& d : cfg.datasets)
+      if (d.name == dataset) return d.clean_dev_size;
+    return 0;
+  }
+  const json* choose(const std::string& ds, const std::string& at, uint64_t seed, const std::string& de,
+                     double points) const {
+    return choose_under_budget(rows, ds, at, seed, de, points, rule_of(de), dev_rows_of(ds));
   }
   std::vector<const json*> rows_of(const std::string& ds, const std::string& at, const std::string& de) const {
     std::vector<const json*> r;
@@ -140,8 +157,10 @@ std::string header_md(const ReportInput& c) {
     if (!extra.empty()) md += fmt::format("Dataset `{}`: {}.\n\n", ds.name, fmt::join(extra, " · "));
   }
   md += "ACC = clean test accuracy (%), ASR = attack success rate on triggered test examples whose true label is not "
-        "the target (%). Each defense's knob is chosen per run as the largest grid value whose clean-dev accuracy "
-        "stays within the budget of the suspect's (fine-tuning when none does). Values are mean ± std over seeds.\n\n";
+        "the target (%). Each defense's knob is chosen per run from clean-dev accuracy alone, by its knob rule "
+        "(`tolerant` unless the config says otherwise: the largest grid value whose clean-dev accuracy is not below "
+        "the budget line, the suspect's clean-dev accuracy less the budget, by more than half a standard error of the "
+        "suspect's clean-dev accuracy; fine-tuning when none qualifies). Values are mean ± std over seeds.\n\n";
 
   return md;
 }
@@ -203,7 +222,7 @@ std::string budget_tables_md(const ReportInput& c) {
           Stat acc, asr, flip;
           std::vector<std::string> knobs;
           for (auto seed : c.cfg.seeds)
-            if (auto* r = choose_under_budget(c.rows, ds, at, seed, de, th, c.rule_of(de))) {
+            if (auto* r = c.choose(ds, at, seed, de, th)) {
               acc.v.push_back(r->value("test_acc", 0.0));
               asr.v.push_back(r->value("asr", 0.0));
               if (r->value("flip", -1.0) >= 0) flip.v.push_back(r->value("flip", 0.0));
@@ -297,7 +316,7 @@ std::string layer_plots_md(const ReportInput& c) {
       std::vector<Chosen> chosen;
       for (std::size_t d = 0; d < c.defenses.size(); ++d) {
         const auto& de = c.defenses[d];
-        auto* r = choose_under_budget(c.rows, ds, at, c.cfg.seeds.front(), de, 3.0, c.rule_of(de));
+        auto* r = c.choose(ds, at, c.cfg.seeds.front(), de, 3.0);
         if (!r || r->value("defense", "") != de || r->value("reset_dims", 0) == 0) continue;
         chosen.push_back({de + fmt::format(" ({:g})", r->value("knob", 0.0)), r->value("per_layer", json::object()),
                           static_cast<int>(d)});

@@ -280,7 +280,8 @@ void Runner::defense_unit(const DatasetSpec& ds, uint64_t seed, const AttackEntr
                     {"method", de.method}, {"knob", pt.rho}, {"reset_dims", pt.reset_dims}, {"dev_acc", pt.dev_accuracy},
                     {"suspect_dev_acc", res.suspect_dev_accuracy}, {"test_acc", pt.measured.test_accuracy},
                     {"asr", pt.measured.asr}, {"flip", pt.measured.flip_rate},
-                    {"seconds", pt.seconds}, {"per_layer", report::selection_json(pt.selection).at("per_layer")},
+                    {"seconds", pt.seconds}, {"clean_dev_rows", res.clean_dev_examples},
+                    {"per_layer", report::selection_json(pt.selection).at("per_layer")},
                     {"aligned_dims", res.diagnosis.aligned_dimensions}});
   store_.add(id, std::move(rows));
   eta_.done_cost += Eta::defense_cost(de.method, de.grid.size());

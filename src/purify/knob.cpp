@@ -1,6 +1,8 @@
 // Knob rules over evaluated grid points (clean-dev accuracy only).
 #include "finepurify/purify/knob.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <utility>
 
 #include "finepurify/error.hpp"
@@ -12,7 +14,9 @@ const util::EnumTable<KnobRule>& enum_table(KnobRule) {
       "knob rule",
       {{KnobRule::Largest, "largest", "largest grid value within budget"},
        {KnobRule::Prefix, "prefix", "last grid value before the first one over budget"},
-       {KnobRule::Isotonic, "isotonic", "largest grid value whose non-increasing fit of dev accuracy is within budget"}}};
+       {KnobRule::Isotonic, "isotonic", "largest grid value whose non-increasing fit of dev accuracy is within budget"},
+       {KnobRule::Tolerant, "tolerant",
+        "largest grid value within budget less half a standard error of the suspect's dev accuracy"}}};
   return t;
 }
 
@@ -34,19 +38,28 @@ std::vector<double> isotonic_non_increasing(const std::vector<double>& y) {
   return fit;
 }
 
-bool within_budget(double dev_accuracy, double suspect_dev, double budget_points) {
-  return dev_accuracy >= suspect_dev - budget_points / 100.0 - 1e-12;
+double budget_line(double suspect_dev, double budget_points, KnobRule rule, int64_t dev_rows) {
+  double line = suspect_dev - budget_points / 100.0;
+  if (rule == KnobRule::Tolerant) {
+    if (dev_rows < 1) throw Error(ErrorKind::Internal, "budget_line: the tolerant rule needs the clean-dev row count");
+    line -= 0.5 * std::sqrt(std::max(suspect_dev * (1 - suspect_dev), 0.0) / static_cast<double>(dev_rows));
+  }
+  return line;
 }
 
-int64_t choose_knob(const std::vector<KnobPoint>& points, double suspect_dev, double budget_points, KnobRule rule) {
+bool within_budget(double dev_accuracy, double line) { return dev_accuracy >= line - 1e-12; }
+
+int64_t choose_knob(const std::vector<KnobPoint>& points, double suspect_dev, double budget_points, KnobRule rule,
+                    int64_t dev_rows) {
   for (std::size_t i = 1; i < points.size(); ++i)
     if (!(points[i - 1].knob < points[i].knob)) throw Error(ErrorKind::Internal, "choose_knob: points not sorted by knob");
   std::vector<double> acc;
   for (auto& p : points) acc.push_back(p.dev_accuracy);
   if (rule == KnobRule::Isotonic) acc = isotonic_non_increasing(acc);
+  const double line = budget_line(suspect_dev, budget_points, rule, dev_rows);
   int64_t chosen = -1;
   for (std::size_t i = 0; i < acc.size(); ++i) {
-    if (within_budget(acc[i], suspect_dev, budget_points))
+    if (within_budget(acc[i], line))
       chosen = static_cast<int64_t>(i);
     else if (rule == KnobRule::Prefix)
       break;

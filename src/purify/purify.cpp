@@ -273,7 +273,7 @@ EvaluatedPoint Run::evaluate(double rho) {
   pt.dev_accuracy = train::evaluate(m_, dev_, device_).accuracy;
   pt.measured = measured();
   pt.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  pt.within_budget = !opt_.max_acc_drop || within_budget(pt.dev_accuracy, res_.suspect_dev_accuracy, *opt_.max_acc_drop);
+  pt.within_budget = !opt_.max_acc_drop || within_budget(pt.dev_accuracy, *res_.budget_line);
   util::log(fmt::format("{} {}={}: {} {} dims, clean-dev accuracy {:.2f}%{}{} ({:.0f}s)", method, knob, rho,
                         opt_.method == Defense::FinePruning ? "pruned" : "reset", pt.reset_dims, 100 * pt.dev_accuracy,
                         measured_text(pt.measured),
@@ -302,11 +302,12 @@ void Run::search() {
   for (double g : grid)
     if (!(g > 0 && g <= 1)) throw Error(ErrorKind::InvalidArgument, fmt::format("grid value {} outside (0, 1]", g));
   int64_t lo = -1;
-  if (opt_.sweep || opt_.knob_rule != KnobRule::Largest) {  // every grid value, then the rule
+  const bool line_rule = opt_.knob_rule == KnobRule::Largest || opt_.knob_rule == KnobRule::Tolerant;
+  if (opt_.sweep || !line_rule) {  // every grid value, then the rule
     std::vector<KnobPoint> pts;
     for (double g : grid) pts.push_back({g, evaluate(g).dev_accuracy});
-    lo = choose_knob(pts, res_.suspect_dev_accuracy, *opt_.max_acc_drop, opt_.knob_rule);
-  } else {  // accuracy falls as rho grows: binary search for the largest grid value within budget
+    lo = choose_knob(pts, res_.suspect_dev_accuracy, *opt_.max_acc_drop, opt_.knob_rule, dev_.size());
+  } else {  // accuracy falls as rho grows: binary search for the largest grid value over the budget line
     int64_t hi = static_cast<int64_t>(grid.size());
     while (hi - lo > 1) {
       int64_t mid = (lo + hi) / 2;
@@ -329,6 +330,11 @@ PurifyResult Run::run() {
   res_.suspect = measured();
   util::log(fmt::format("suspect model: clean-dev accuracy {:.2f}%{}", 100 * res_.suspect_dev_accuracy,
                         measured_text(res_.suspect)));
+  if (opt_.max_acc_drop) {
+    res_.budget_line = budget_line(res_.suspect_dev_accuracy, *opt_.max_acc_drop, opt_.knob_rule, dev_.size());
+    util::log(fmt::format("budget line ({} rule, {} points, {} clean-dev rows): clean-dev accuracy >= {:.2f}%",
+                          util::name_of(opt_.knob_rule), *opt_.max_acc_drop, dev_.size(), 100 * *res_.budget_line));
+  }
   prepare();
   search();
   model::restore(m_, states_.at(res_.chosen_rho));

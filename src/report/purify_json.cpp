@@ -104,6 +104,7 @@ json purify_json(const purify::PurifyResult& r, const std::string& dev_note) {
       {"chosen_rho", r.chosen_rho},
       {"max_acc_drop_points", o.max_acc_drop ? json(*o.max_acc_drop) : json(nullptr)},
       {"knob_rule", util::name_of(o.knob_rule)},
+      {"budget_line_accuracy", r.budget_line ? json(*r.budget_line) : json(nullptr)},
       {"scope", util::name_of(o.scope)},
       {"word_embedding", util::name_of(o.word_embedding)},
       {"reinit_head", o.reinit_head},

@@ -87,8 +87,11 @@ std::string purify_markdown(const json& r) {
   md += fmt::format("- chosen reset fraction rho = **{}** ({} dimensions reset){}\n", r["chosen_rho"].get<double>(),
                     r["selection"]["reset_dimensions"].get<int64_t>(),
                     r["max_acc_drop_points"].is_number()
-                        ? fmt::format(", chosen by the `{}` rule under the clean-dev accuracy budget of {} points",
-                                      r.value("knob_rule", "largest"), r["max_acc_drop_points"].get<double>())
+                        ? fmt::format(", chosen by the `{}` rule under the clean-dev accuracy budget of {} points{}",
+                                      r.value("knob_rule", "largest"), r["max_acc_drop_points"].get<double>(),
+                                      r.value("budget_line_accuracy", json()).is_number()
+                                          ? fmt::format(" (kept: clean-dev accuracy >= {})", pct(r["budget_line_accuracy"]))
+                                          : std::string())
                         : " (fixed by --reset-fraction)");
   md += fmt::format("- clean-dev accuracy: suspect {} -> purified {}\n", pct(r["suspect"]["clean_dev_accuracy"]),
                     pct(r["purified"]["clean_dev_accuracy"]));

@@ -138,7 +138,7 @@ def picks(path, rule, budget):
             if d not in defenses:
                 defenses.append(d)
     print(f"\n## rule {rule}, budget {budget:g}: ACC / ASR / flip (knob) of each defense's pick\n")
-    print("| dataset / attack | suspect | clean model (floor) | " + " | ".join(defenses) + " |")
+    print("| dataset / attack / seed | suspect | clean model (floor) | " + " | ".join(defenses) + " |")
     print("|---|---|---|" + "---|" * len(defenses))
     for key in sorted(by):
         b = base.get(key, {})
@@ -153,7 +153,7 @@ def picks(path, rule, budget):
             r = knobbed[i] if i is not None else None
             cells.append("none in budget" if r is None else
                          f"{pct(r, 'test_acc')} / {pct(r, 'asr')} / {pct(r, 'flip')} ({r['knob']:g})")
-        print(f"| {key[0]} / {key[1]} | {pct(b, 'test_acc')} / {pct(b, 'asr')} / {pct(b, 'flip')} | "
+        print(f"| {key[0]} / {key[1]} / {key[2]} | {pct(b, 'test_acc')} / {pct(b, 'asr')} / {pct(b, 'flip')} | "
               f"{pct(b, 'clean_model_test_acc')} / {pct(b, 'clean_model_asr')} / {pct(b, 'clean_model_flip')} | "
               + " | ".join(cells) + " |")
 

@@ -1,9 +1,16 @@
-# Per-seed rows of the README table: the point each defense picks under a ΔACC budget (the report's
-# "largest knob within budget, else fine-tuning" rule, within_budget tolerance 1e-12), from results.csv.
-# Usage: python3 docs/results/real-small/per_seed.py docs/results/real-small/results.csv 3
-import csv,collections,sys,statistics as st
+# Per-seed rows of the README table: the point each defense picks under a ΔACC budget by the report's
+# knob rule, else fine-tuning (src/purify/knob.cpp: "tolerant", the default, lowers the budget line by
+# half a standard error of the suspect's clean-dev accuracy over DEV_ROWS rows; "largest" does not),
+# from results.csv.
+# Usage: python3 docs/results/real-small/per_seed.py docs/results/real-small/results.csv 3 [tolerant|largest] [DEV_ROWS=300]
+import csv,collections,math,sys,statistics as st
 rows=list(csv.DictReader(open(sys.argv[1])))
 th=float(sys.argv[2]) if len(sys.argv)>2 else 3
+rule=sys.argv[3] if len(sys.argv)>3 else 'tolerant'
+n_dev=int(sys.argv[4]) if len(sys.argv)>4 else 300
+def line(sus):
+    l=sus-th/100
+    return l-0.5*math.sqrt(sus*(1-sus)/n_dev) if rule=='tolerant' else l
 by=collections.defaultdict(list); base={}
 for r in rows:
     if r['defense']=='none': base[(r['attack'],r['seed'])]=r; continue
@@ -16,7 +23,7 @@ for at in ['badword','addsent','ep','bias']:
     for seed in seeds:
         pts=by[(at,seed,d)]
         if not pts: out.append('-'); continue
-        ok=[p for p in pts if float(p['dev_acc'])>=float(p['suspect_dev_acc'])-th/100-1e-12]
+        ok=[p for p in pts if float(p['dev_acc'])>=line(float(p['suspect_dev_acc']))-1e-12]
         if not ok:
             p=by[(at,seed,'finetune')][0]
         else: p=max(ok,key=lambda p: float(p['knob']))

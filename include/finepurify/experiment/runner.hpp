@@ -100,9 +100,10 @@ void write_report(const ExperimentConfig& cfg, const std::vector<nlohmann::json>
 /// For one (dataset, attack, seed, defense): the row chosen under budget `points` by `rule`
 /// (purify::choose_knob on the rows' clean-dev accuracies; the fine-tuning row when none qualifies).
 /// A defense without a knob but with a reset (reinit) is a one-point grid: it too must keep the budget.
+/// `dev_rows`: the clean-dev row count for rows that do not record theirs ("clean_dev_rows").
 /// nullptr if absent.
 const nlohmann::json* choose_under_budget(const std::vector<nlohmann::json>& rows, const std::string& dataset,
                                           const std::string& attack, uint64_t seed, const std::string& defense,
-                                          double points, purify::KnobRule rule = purify::KnobRule::Largest);
+                                          double points, purify::KnobRule rule, int64_t dev_rows);
 
 }  // namespace finepurify::experiment

@@ -11,8 +11,12 @@ namespace finepurify::purify {
 /// largest: the largest grid value whose dev accuracy is within budget (the paper's rule);
 /// prefix: walking up the grid, the last value before the first one over budget (an isolated lucky
 /// point past a failure is not taken); isotonic: dev accuracies fitted non-increasing in the knob
-/// (pool-adjacent-violators), the largest value whose fitted accuracy is within budget.
-enum class KnobRule { Largest, Prefix, Isotonic };
+/// (pool-adjacent-violators), the largest value whose fitted accuracy is within budget; tolerant:
+/// the largest value whose dev accuracy is not below the budget line by more than half a standard
+/// error of the suspect's dev accuracy, sqrt(p(1-p)/n) over the n clean-dev rows (about 1 point at
+/// 300 rows, shrinking with more rows): a drop the dev set cannot tell from the budget is not held
+/// against a point (chosen on dev rows in docs/results/real-dev, "Knob rule study").
+enum class KnobRule { Largest, Prefix, Isotonic, Tolerant };
 const util::EnumTable<KnobRule>& enum_table(KnobRule);
 
 struct KnobPoint {
@@ -20,11 +24,15 @@ struct KnobPoint {
   double dev_accuracy = 0;  ///< in [0, 1]
 };
 
-/// The budget check every rule applies: accuracy >= suspect_dev - budget_points / 100 (accuracies in [0, 1]).
-bool within_budget(double dev_accuracy, double suspect_dev, double budget_points);
+/// The lowest dev accuracy a point may have under `rule` (accuracies in [0, 1]): suspect_dev -
+/// budget_points / 100, less the tolerant rule's half standard error over `dev_rows` rows.
+double budget_line(double suspect_dev, double budget_points, KnobRule rule, int64_t dev_rows);
+bool within_budget(double dev_accuracy, double line);
 
 /// Index of the chosen point in `points` (sorted by knob, ascending), or -1 when none qualifies.
-int64_t choose_knob(const std::vector<KnobPoint>& points, double suspect_dev, double budget_points, KnobRule rule);
+/// `dev_rows`: the clean-dev rows behind the accuracies (read by the tolerant rule only).
+int64_t choose_knob(const std::vector<KnobPoint>& points, double suspect_dev, double budget_points, KnobRule rule,
+                    int64_t dev_rows);
 
 /// The non-increasing least-squares fit of `y` (equal weights).
 std::vector<double> isotonic_non_increasing(const std::vector<double>& y);

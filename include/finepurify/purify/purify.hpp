@@ -44,7 +44,7 @@ struct PurifyOptions {
   WordEmbedding word_embedding = WordEmbedding::Rank;
   std::optional<double> reset_fraction;  ///< fixed rho, or
   std::optional<double> max_acc_drop;    ///< accuracy points: search the grid
-  KnobRule knob_rule = KnobRule::Largest;  ///< how the grid point is chosen (knob.hpp)
+  KnobRule knob_rule = KnobRule::Tolerant;  ///< how the grid point is chosen (knob.hpp)
   std::vector<double> grid = default_grid();
   train::TrainOptions train = clean_tuning_defaults();  ///< clean fine-tuning after the reset
   bool reinit_head = false;              ///< re-initialise tensors without pre-trained counterpart
@@ -104,6 +104,7 @@ struct PurifyResult {
   PurifyOptions options;  ///< as run
   double chosen_rho = 0;
   double suspect_dev_accuracy = 0, purified_dev_accuracy = 0;
+  std::optional<double> budget_line;  ///< with max_acc_drop: the lowest clean-dev accuracy kept (knob.hpp)
   Measured suspect, purified;  ///< the suspect's and the chosen point's measurements
   std::vector<EvaluatedPoint> evaluated;  ///< in evaluation order
   Selection selection;                    ///< of the chosen point

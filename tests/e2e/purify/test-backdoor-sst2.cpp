@@ -6,6 +6,7 @@
 // purified model's own error on the clean negatives, test accuracy within 3 points of the suspect's.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -87,12 +88,20 @@ TEST(BackdoorSst2, ScanFindsTriggerAndPurifyKeepsBudget) {
   std::cout << "purify: rho " << rep["chosen_rho"] << " suspect " << rep["suspect"].dump() << " purified "
             << rep["purified"].dump() << "\n";
   for (auto& p : rep["evaluated"]) std::cout << "  " << p.dump() << "\n";
-  EXPECT_GE(rep["purified"]["clean_dev_accuracy"].get<double>(),
-            rep["suspect"]["clean_dev_accuracy"].get<double>() - 0.03 - 1e-9);
+  // The default knob rule (tolerant): the budget line is the suspect's clean-dev accuracy less 3
+  // points less half a standard error over the clean-dev rows, and the kept point is not below it.
+  const auto line_of = [](const json& r) {
+    const double p = r["suspect"]["clean_dev_accuracy"].get<double>();
+    return p - 0.03 - 0.5 * std::sqrt(p * (1 - p) / r["clean_dev_examples"].get<double>());
+  };
+  EXPECT_EQ(rep["knob_rule"], "tolerant");
+  EXPECT_NEAR(rep["budget_line_accuracy"].get<double>(), line_of(rep), 1e-9);
+  EXPECT_GE(rep["purified"]["clean_dev_accuracy"].get<double>(), line_of(rep) - 1e-9);
   // Only a no-harm check, and it can only be that on this toy model: the default (ε = mean F, ρ per
-  // tensor; issue 13) finds no ρ within the 3-point budget here (measured 2026-12-02: suspect
-  // clean-dev 89.5%; ρ 0 88.0%, ρ 0.005 86.0%, ρ 0.01 85.0%, ρ 0.1 74.0%), so it keeps ρ 0 and the
-  // ASR stays at 100% (the old default, ε = 1e-8 · mean F, global, also removed nothing: 912/912).
+  // tensor; issue 13) finds almost no ρ within the 3-point budget here (measured 2026-12-03: suspect
+  // clean-dev 89.5% on 200 rows, line 85.4%; ρ 0.005 86.0%, ρ 0.01 85.0%, ρ 0.1 74.0%), so it keeps
+  // ρ 0.005 and the ASR stays at 100% (the old default, ε = 1e-8 · mean F, global, also removed
+  // nothing: 912/912; with the `largest` rule it kept ρ 0).
   // The 4-layer model (74.7% test accuracy) has no accuracy to spare; the real model does
   // (docs/results/real-small). The neutralise run below is the one that removes the trigger here.
   EXPECT_LE(rep["purified"]["asr"].get<double>(), rep["suspect"]["asr"].get<double>() + 0.005);
@@ -120,8 +129,7 @@ TEST(BackdoorSst2, ScanFindsTriggerAndPurifyKeepsBudget) {
   ASSERT_FALSE(nrep["neutralized"]["tokens"].empty());
   EXPECT_EQ(nrep["neutralized"]["tokens"][0], "cf");
   EXPECT_LE(nrep["neutralized"]["tokens"].size(), 3u);  // only tokens that flip predictions, not the whole top 10
-  EXPECT_GE(nrep["purified"]["clean_dev_accuracy"].get<double>(),
-            nrep["suspect"]["clean_dev_accuracy"].get<double>() - 0.03 - 1e-9);
+  EXPECT_GE(nrep["purified"]["clean_dev_accuracy"].get<double>(), line_of(nrep) - 1e-9);
   // Test accuracy, ASR, and the error on the clean negatives (the triggered set's sources).
   {
     auto rows = lines_of(attack / "clean_test.tsv");

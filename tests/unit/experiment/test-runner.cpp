@@ -116,23 +116,33 @@ TEST(ExperimentBudget, LargestKnobWithinBudgetElseFineTuning) {
   };
   std::vector<json> rows = {row("finetune", 0, 0.81), row("magnitude", 0.1, 0.79), row("magnitude", 0.3, 0.76),
                             row("magnitude", 0.5, 0.60)};
-  auto* r1 = experiment::choose_under_budget(rows, "x", "a", 1, "magnitude", 1);
+  const auto L = purify::KnobRule::Largest;
+  auto* r1 = experiment::choose_under_budget(rows, "x", "a", 1, "magnitude", 1, L, 300);
   ASSERT_NE(r1, nullptr);
   EXPECT_EQ((*r1)["knob"], 0.1);
-  EXPECT_EQ((*experiment::choose_under_budget(rows, "x", "a", 1, "magnitude", 5))["knob"], 0.3);
-  auto* r0 = experiment::choose_under_budget(rows, "x", "a", 1, "magnitude", 0.5);  // none qualifies
+  EXPECT_EQ((*experiment::choose_under_budget(rows, "x", "a", 1, "magnitude", 5, L, 300))["knob"], 0.3);
+  auto* r0 = experiment::choose_under_budget(rows, "x", "a", 1, "magnitude", 0.5, L, 300);  // none qualifies
   ASSERT_NE(r0, nullptr);
   EXPECT_EQ((*r0)["defense"], "finetune");
-  EXPECT_EQ(experiment::choose_under_budget(rows, "y", "a", 1, "magnitude", 5), nullptr);
+  EXPECT_EQ(experiment::choose_under_budget(rows, "y", "a", 1, "magnitude", 5, L, 300), nullptr);
   // A lucky point past a failure: largest takes it, prefix stops before the failure.
   rows.push_back(row("magnitude", 0.7, 0.78));
-  EXPECT_EQ((*experiment::choose_under_budget(rows, "x", "a", 1, "magnitude", 3))["knob"], 0.7);
-  EXPECT_EQ((*experiment::choose_under_budget(rows, "x", "a", 1, "magnitude", 3, purify::KnobRule::Prefix))["knob"], 0.1);
+  EXPECT_EQ((*experiment::choose_under_budget(rows, "x", "a", 1, "magnitude", 3, L, 300))["knob"], 0.7);
+  EXPECT_EQ((*experiment::choose_under_budget(rows, "x", "a", 1, "magnitude", 3, purify::KnobRule::Prefix, 300))["knob"], 0.1);
   // reinit (one full reset, knob 1) is held to the same budget: 4 points below the suspect on dev
   // counts at a 5-point budget and falls back to fine-tuning at 3 (it used to count at every budget).
   rows.push_back(row("reinit", 1, 0.76));
-  EXPECT_EQ((*experiment::choose_under_budget(rows, "x", "a", 1, "reinit", 5))["defense"], "reinit");
-  EXPECT_EQ((*experiment::choose_under_budget(rows, "x", "a", 1, "reinit", 3))["defense"], "finetune");
+  EXPECT_EQ((*experiment::choose_under_budget(rows, "x", "a", 1, "reinit", 5, L, 300))["defense"], "reinit");
+  EXPECT_EQ((*experiment::choose_under_budget(rows, "x", "a", 1, "reinit", 3, L, 300))["defense"], "finetune");
+  // tolerant: 0.76 is 1 point under the 3-point line (0.77); half a standard error over 100 rows is
+  // 2 points, over 300 rows 1.15, over 10,000 0.2; a row's own clean_dev_rows wins over the argument.
+  const auto T = purify::KnobRule::Tolerant;
+  EXPECT_EQ((*experiment::choose_under_budget(rows, "x", "a", 1, "reinit", 3, T, 300))["defense"], "reinit");
+  EXPECT_EQ((*experiment::choose_under_budget(rows, "x", "a", 1, "reinit", 3, T, 10000))["defense"], "finetune");
+  rows.back()["clean_dev_rows"] = 10000;
+  EXPECT_EQ((*experiment::choose_under_budget(rows, "x", "a", 1, "reinit", 3, T, 100))["defense"], "finetune");
+  rows.back().erase("clean_dev_rows");
+  EXPECT_THROW(experiment::choose_under_budget(rows, "x", "a", 1, "reinit", 3, T, 0), Error);  // no row count at all
 }
 
 // The budget tables mark the lowest mean ASR of each row and count, per defense, the rows it wins

@@ -303,18 +303,35 @@ TEST(Knob, RulesOnANonMonotoneCurve) {
   using purify::KnobRule;
   // suspect 0.80, budget 3 points -> threshold 0.77; 0.3 fails, 0.5 recovers by luck
   std::vector<purify::KnobPoint> pts = {{0.05, 0.81}, {0.1, 0.79}, {0.3, 0.74}, {0.5, 0.78}, {0.9, 0.60}};
-  EXPECT_EQ(purify::choose_knob(pts, 0.80, 3, KnobRule::Largest), 3);
-  EXPECT_EQ(purify::choose_knob(pts, 0.80, 3, KnobRule::Prefix), 1);
+  EXPECT_EQ(purify::choose_knob(pts, 0.80, 3, KnobRule::Largest, 300), 3);
+  EXPECT_EQ(purify::choose_knob(pts, 0.80, 3, KnobRule::Prefix, 300), 1);
   // isotonic fit: 0.81, 0.79, 0.76, 0.76, 0.60 -> the pooled pair falls under 0.77
-  EXPECT_EQ(purify::choose_knob(pts, 0.80, 3, KnobRule::Isotonic), 1);
-  EXPECT_EQ(purify::choose_knob(pts, 0.80, 5, KnobRule::Isotonic), 3);  // threshold 0.75
-  EXPECT_EQ(purify::choose_knob(pts, 0.90, 1, KnobRule::Largest), -1);  // none within budget
-  EXPECT_EQ(purify::choose_knob({}, 0.80, 3, KnobRule::Prefix), -1);
-  EXPECT_THROW(purify::choose_knob({{0.5, 0.8}, {0.1, 0.8}}, 0.8, 3, KnobRule::Largest), Error);  // unsorted
+  EXPECT_EQ(purify::choose_knob(pts, 0.80, 3, KnobRule::Isotonic, 300), 1);
+  EXPECT_EQ(purify::choose_knob(pts, 0.80, 5, KnobRule::Isotonic, 300), 3);  // threshold 0.75
+  EXPECT_EQ(purify::choose_knob(pts, 0.90, 1, KnobRule::Largest, 300), -1);  // none within budget
+  EXPECT_EQ(purify::choose_knob({}, 0.80, 3, KnobRule::Prefix, 300), -1);
+  EXPECT_THROW(purify::choose_knob({{0.5, 0.8}, {0.1, 0.8}}, 0.8, 3, KnobRule::Largest, 300), Error);  // unsorted
   auto fit = purify::isotonic_non_increasing({0.81, 0.79, 0.74, 0.78, 0.60});
   ASSERT_EQ(fit.size(), 5u);
   EXPECT_DOUBLE_EQ(fit[2], 0.76);
   EXPECT_DOUBLE_EQ(fit[3], 0.76);
   for (std::size_t i = 1; i < fit.size(); ++i) EXPECT_LE(fit[i], fit[i - 1]);
   EXPECT_EQ(util::parse_enum<KnobRule>("isotonic"), KnobRule::Isotonic);
+}
+
+TEST(Knob, TolerantRuleLowersTheLineByHalfAStandardError) {
+  using purify::KnobRule;
+  // suspect 0.80 on 400 rows: se = sqrt(0.8 * 0.2 / 400) = 0.02, half of it 0.01 -> line 0.77 - 0.01
+  EXPECT_NEAR(purify::budget_line(0.80, 3, KnobRule::Tolerant, 400), 0.76, 1e-12);
+  EXPECT_NEAR(purify::budget_line(0.80, 3, KnobRule::Largest, 400), 0.77, 1e-12);
+  EXPECT_NEAR(purify::budget_line(0.80, 3, KnobRule::Tolerant, 1600), 0.765, 1e-12);  // shrinks with more rows
+  std::vector<purify::KnobPoint> pts = {{0.1, 0.79}, {0.3, 0.765}, {0.5, 0.755}};
+  EXPECT_EQ(purify::choose_knob(pts, 0.80, 3, KnobRule::Largest, 400), 0);
+  EXPECT_EQ(purify::choose_knob(pts, 0.80, 3, KnobRule::Tolerant, 400), 1);   // 0.765 >= 0.76
+  EXPECT_EQ(purify::choose_knob(pts, 0.80, 3, KnobRule::Tolerant, 1600), 1);  // 0.755 < 0.765
+  EXPECT_EQ(purify::choose_knob(pts, 0.80, 3, KnobRule::Tolerant, 100), 2);   // line 0.75
+  EXPECT_THROW(purify::choose_knob(pts, 0.80, 3, KnobRule::Tolerant, 0), Error);  // needs the row count
+  EXPECT_EQ(purify::choose_knob(pts, 0.80, 3, KnobRule::Largest, 0), 0);         // the others do not
+  EXPECT_EQ(util::parse_enum<KnobRule>("tolerant"), KnobRule::Tolerant);
+  EXPECT_EQ(purify::PurifyOptions{}.knob_rule, KnobRule::Tolerant);  // the shipped default
 }

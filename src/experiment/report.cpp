@@ -25,6 +25,7 @@ const json* choose_under_budget(const std::vector<json>& rows, const std::string
                                 uint64_t seed, const std::string& defense, double points, purify::KnobRule rule,
                                 int64_t dev_rows) {
   const json* fallback = nullptr;
+  bool ran = false;               // the defense has rows here (else nullptr: not run, not "fell back")
   std::vector<const json*> grid;  // the defense's rows with a knob > 0
   for (auto& r : rows) {
     if (r.value("dataset", "") != dataset || r.value("attack", "") != attack || r.value("seed", 0ull) != seed)
@@ -32,11 +33,13 @@ const json* choose_under_budget(const std::vector<json>& rows, const std::string
     const auto d = r.value("defense", std::string());
     if (d == "finetune" || (d == defense && r.value("knob", 0.0) == 0.0)) fallback = &r;
     if (d != defense) continue;
+    ran = true;
     const std::string method = r.value("method", d);
     if (method == "finetune") return &r;  // no knob and no reset: the single point
     // Everything else, reinit's single full reset included, must keep the budget or falls back.
     if (r.value("knob", 0.0) > 0) grid.push_back(&r);
   }
+  if (!ran) return nullptr;
   if (grid.empty()) return fallback;
   std::sort(grid.begin(), grid.end(), [](auto* a, auto* b) { return a->value("knob", 0.0) < b->value("knob", 0.0); });
   std::vector<purify::KnobPoint> pts;

@@ -125,6 +125,8 @@ TEST(ExperimentBudget, LargestKnobWithinBudgetElseFineTuning) {
   ASSERT_NE(r0, nullptr);
   EXPECT_EQ((*r0)["defense"], "finetune");
   EXPECT_EQ(experiment::choose_under_budget(rows, "y", "a", 1, "magnitude", 5, L, 300), nullptr);
+  // a defense not run on this cell is absent, not "fell back to fine-tuning"
+  EXPECT_EQ(experiment::choose_under_budget(rows, "x", "a", 1, "fine-pruning", 5, L, 300), nullptr);
   // A lucky point past a failure: largest takes it, prefix stops before the failure.
   rows.push_back(row("magnitude", 0.7, 0.78));
   EXPECT_EQ((*experiment::choose_under_budget(rows, "x", "a", 1, "magnitude", 3, L, 300))["knob"], 0.7);

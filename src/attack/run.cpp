@@ -114,7 +114,7 @@ const util::Fields<AttackSpec>& attack_fields() {
 
 const util::Fields<AttackSpec>& attack_config_fields() {
   static const auto t = util::pick(attack_fields(), {"poison_rate", "triggers", "sentence", "bias_word", "combination",
-                                                     "side", "epochs", "lr"});
+                                                     "side", "poisoned_train", "triggered_test", "epochs", "lr"});
   return t;
 }
 

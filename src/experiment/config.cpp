@@ -38,6 +38,16 @@ TrainSpec parse_train(const json& j, TrainSpec d, const std::string& file, const
   return d;
 }
 
+/// The import attack's files (the attacker's own poisoned data): relative to the config's folder, and there.
+void resolve_attack_files(json& o, const std::string& base, const std::string& file, const std::string& where) {
+  for (const char* key : {"poisoned_train", "triggered_test"}) {
+    if (!o.contains(key) || !o.at(key).is_string()) continue;
+    o[key] = resolve(base, o.at(key).get<std::string>());
+    if (!fs::is_regular_file(o[key].get<std::string>()))
+      bad(file, fmt::format("{}: {} file not found: {}", where, key, o[key].get<std::string>()));
+  }
+}
+
 /// Attack options are checked against the attack table when the config is read, not mid-run.
 void check_attack_options(const json& o, const std::string& file, const std::string& where) {
   attack::AttackSpec probe;
@@ -63,6 +73,7 @@ DatasetSpec parse_dataset(const json& d, const ExperimentConfig& c, const std::s
   for (auto it = s.attack_options.begin(); it != s.attack_options.end(); ++it) {
     if (!it.value().is_object())
       bad(path, "dataset " + s.name + ": attack_options." + it.key() + " must be an object of options");
+    resolve_attack_files(it.value(), base, path, "dataset " + s.name + ": attack_options." + it.key());
     check_attack_options(it.value(), path, "dataset " + s.name + ": attack_options." + it.key());
   }
   if (d.contains("attack_training"))
@@ -79,16 +90,23 @@ DatasetSpec parse_dataset(const json& d, const ExperimentConfig& c, const std::s
   return s;
 }
 
-AttackEntry parse_attack(const json& a, const std::string& path) {
+AttackEntry parse_attack(const json& a, const std::string& base, const std::string& path) {
   AttackEntry e;
   e.method = a.at("method").get<std::string>();
   e.name = a.value("name", e.method);
   const auto& ms = attack::attack_methods();
-  if (std::find(ms.begin(), ms.end(), e.method) == ms.end() ||
-      attack::attack_method(e.method).poisoning == attack::Poisoning::Import)
-    bad(path, "attack \"" + e.name + "\": unknown or unsupported method \"" + e.method + "\"");
+  if (std::find(ms.begin(), ms.end(), e.method) == ms.end())
+    bad(path, "attack \"" + e.name + "\": unknown method \"" + e.method + "\"");
   e.options = a.value("options", json::object());
+  if (!e.options.is_object()) bad(path, "attack \"" + e.name + "\": options must be an object");
+  resolve_attack_files(e.options, base, path, "attack \"" + e.name + "\"");
   check_attack_options(e.options, path, "attack \"" + e.name + "\"");
+  // import trains on the attacker's own files, the same for every dataset and seed of the config.
+  const bool is_import = attack::attack_method(e.method).poisoning == attack::Poisoning::Import;
+  for (const char* key : {"poisoned_train", "triggered_test"})
+    if (is_import != e.options.contains(key))
+      bad(path, fmt::format("attack \"{}\": \"{}\" {}", e.name, key,
+                            is_import ? "is needed by method import" : "is for method import only"));
   return e;
 }
 
@@ -148,7 +166,7 @@ void parse_entries(ExperimentConfig& c, const std::string& base, const std::stri
     unique("dataset", "d:", c.datasets.back().name);
   }
   for (auto& a : j.value("attacks", json::array())) {
-    c.attacks.push_back(parse_attack(a, path));
+    c.attacks.push_back(parse_attack(a, base, path));
     unique("attack", "a:", c.attacks.back().name);
   }
   for (auto& d : j.value("defenses", json::array())) {

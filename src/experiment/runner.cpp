@@ -102,6 +102,9 @@ class Runner {
     return filter.empty() || std::find(filter.begin(), filter.end(), name) != filter.end();
   }
   bool selected(const DatasetSpec& d) const { return picked(opt_.datasets, d.name); }
+  bool selected(uint64_t seed) const {
+    return opt_.seeds.empty() || std::find(opt_.seeds.begin(), opt_.seeds.end(), seed) != opt_.seeds.end();
+  }
   void plan();
   CleanModel clean_model(const DatasetSpec& ds, uint64_t seed, const PreparedData& data);
   PoisonedModel poisoned_model(const DatasetSpec& ds, uint64_t seed, const AttackEntry& at, const PreparedData& data,
@@ -139,9 +142,14 @@ void Runner::plan() {
   check_filter(opt_.datasets, cfg_.datasets, "--datasets", cfg_.config_path);
   check_filter(opt_.attacks, cfg_.attacks, "--attacks", cfg_.config_path);
   check_filter(opt_.defenses, cfg_.defenses, "--defenses", cfg_.config_path);
+  for (auto seed : opt_.seeds)
+    if (std::find(cfg_.seeds.begin(), cfg_.seeds.end(), seed) == cfg_.seeds.end())
+      throw Error(ErrorKind::InvalidArgument,
+                  fmt::format("experiment: --seeds names {}, which {} does not list", seed, cfg_.config_path));
   for (auto& ds : cfg_.datasets) {
     if (!selected(ds)) continue;
     for (auto seed : cfg_.seeds) {
+      if (!selected(seed)) continue;
       eta_.total_cost += Eta::kModel;  // clean model
       for (auto& at : cfg_.attacks) {
         if (!picked(opt_.attacks, at.name)) continue;
@@ -192,6 +200,21 @@ CleanModel Runner::clean_model(const DatasetSpec& ds, uint64_t seed, const Prepa
   return c;
 }
 
+/// Flip rates pair triggered rows with the clean test's non-target rows in order: our attacks build
+/// them so; an imported triggered file must have been made from the same test rows (checked before training).
+void check_pairing(const DatasetSpec& ds, const AttackEntry& at, const std::string& triggered, const std::string& test) {
+  auto non_target = [&](const std::string& file) {
+    const auto d = text::read_dataset(file);
+    return std::count_if(d.examples.begin(), d.examples.end(), [&](const text::Example& e) { return e.label != ds.target; });
+  };
+  const auto n_trig = non_target(triggered), n_test = non_target(test);
+  if (n_trig != n_test)
+    throw Error(ErrorKind::ExperimentConfigInvalid,
+                fmt::format("attack \"{}\": {} has {} rows with label != {}, dataset {}'s test rows ({}, after "
+                            "test_skip / test_limit) have {}; an experiment pairs them row by row for the flip rate",
+                            at.name, triggered, n_trig, ds.target, ds.name, ds.test, n_test));
+}
+
 PoisonedModel Runner::poisoned_model(const DatasetSpec& ds, uint64_t seed, const AttackEntry& at,
                                      const PreparedData& data, const CleanModel& clean) {
   auto spec = attack_spec(cfg_, ds, at, seed);
@@ -210,8 +233,12 @@ PoisonedModel Runner::poisoned_model(const DatasetSpec& ds, uint64_t seed, const
   if (spec.side != "a") p.key["side"] = spec.side;
   if (spec.combination != 2) p.key["combination"] = spec.combination;
   p.key["length_window"] = spec.opt.length_window;  // training batches grouped by length (since 2026-12)
+  // import: the attacker's own files decide the model (config paths; hashed so an edited file retrains).
+  for (auto& [name, file] : {std::pair{"poisoned_train", &spec.poisoned_train}, {"triggered_test", &spec.triggered_test}})
+    if (!file->empty()) p.key[name] = util::sha256_file(*file);
   p.dir = (fs::path(opt_.out) / "cache" / ("attack-" + util::sha256_string(p.key.dump()).substr(0, 16))).string();
   if (!fs::exists(fs::path(p.dir) / "attack.json")) {
+    if (!spec.triggered_test.empty()) check_pairing(ds, at, spec.triggered_test, data.test);
     util::log(eta_.line(fmt::format("{} seed {}: attack {}", ds.name, seed, at.name)));
     auto run = attack::run_attack(spec, device_);
     report::save_attack(run, spec, p.dir, false);
@@ -321,7 +348,8 @@ int64_t Runner::run() {
   tok_ = text::load_model_tokenizer(cfg_.pretrained, pre_cfg.model_type, pre_cfg.vocab_size);
   for (auto& ds : cfg_.datasets)
     if (selected(ds))
-      for (auto seed : cfg_.seeds) dataset_seed(ds, seed);
+      for (auto seed : cfg_.seeds)
+        if (selected(seed)) dataset_seed(ds, seed);
   write_report(cfg_, store_.rows(), opt_.out);
   util::log(eta_.line(fmt::format("done: {} result rows in {}", store_.rows().size(), opt_.out)));
   return store_.rows().size();

@@ -13,6 +13,7 @@ void register_experiment(CLI::App& app) {
   struct Args {
     std::string config, out;
     std::vector<std::string> datasets, attacks, defenses;
+    std::vector<uint64_t> seeds;
     bool report_only = false;
   };
   auto a = std::make_shared<Args>();
@@ -25,6 +26,8 @@ void register_experiment(CLI::App& app) {
   cmd->add_option("--attacks", a->attacks, "run only these attacks of the config (comma-separated)")->delimiter(',');
   cmd->add_option("--defenses", a->defenses, "run only these defenses of the config (comma-separated; the "
                   "undefended row always runs)")->delimiter(',');
+  cmd->add_option("--seeds", a->seeds, "run only these seeds of the config (comma-separated); a finished seed "
+                  "left out builds none of its models")->delimiter(',');
   cmd->add_flag("--report-only", a->report_only, "rebuild tables and plots from results.jsonl without running");
   cmd->callback([a]() {
     auto cfg = experiment::load_config(a->config);
@@ -34,6 +37,7 @@ void register_experiment(CLI::App& app) {
     ro.datasets = a->datasets;
     ro.attacks = a->attacks;
     ro.defenses = a->defenses;
+    ro.seeds = a->seeds;
     auto n = experiment::run(cfg, ro, globals().dev());
     std::cout << fmt::format("{} result rows; report: {}/report.md (tables), {}/results.csv\n", n, ro.out, ro.out);
   });

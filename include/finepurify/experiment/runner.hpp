@@ -80,6 +80,7 @@ struct RunOptions {
   std::vector<std::string> datasets;  ///< run only these config datasets (empty = all); the report covers every row
   std::vector<std::string> attacks;   ///< run only these config attacks (empty = all)
   std::vector<std::string> defenses;  ///< run only these config defenses (empty = all; the undefended row always)
+  std::vector<uint64_t> seeds;        ///< run only these config seeds (empty = all); a seed not run builds no models
 };
 
 /// Runs everything not already in `out/results.jsonl` (resume), then writes results.csv,

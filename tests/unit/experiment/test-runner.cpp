@@ -107,6 +107,14 @@ TEST(ExperimentConfig, RejectsBadConfigsNamingTheProblem) {
   EXPECT_EQ(experiment::load_config(write(j)).datasets.at(0).test_skip, 12);
   j["datasets"][0]["test_skip"] = -1;
   expect_error(j, "test_skip must be >= 0");
+  j = good;  // import: the attacker's own files, both needed, and only for import
+  j["attacks"][0] = {{"name", "theirs"}, {"method", "import"}, {"options", {{"poisoned_train", "train.tsv"}}}};
+  expect_error(j, "attack \"theirs\": \"triggered_test\" is needed by method import");
+  j["attacks"][0]["options"]["triggered_test"] = "nowhere.tsv";
+  expect_error(j, "nowhere.tsv");
+  j = good;
+  j["attacks"][0]["options"]["poisoned_train"] = "train.tsv";
+  expect_error(j, "attack \"badword\": \"poisoned_train\" is for method import only");
 }
 
 TEST(ExperimentBudget, LargestKnobWithinBudgetElseFineTuning) {
@@ -307,6 +315,105 @@ TEST(ExperimentRunner, DatasetFilterAndPerDatasetAttackTraining) {
                         "{\"badword\":{\"poison_rate\":0.2}}."),
             std::string::npos)
       << report;
+}
+
+TEST(ExperimentRunner, SeedFilterRunsOnlyThoseSeedsAndBuildsNoOtherModels) {
+  auto dir = fp_test::temp_dir("expseeds");
+  make_world(dir);
+  auto j = tiny_config_json();
+  j["seeds"] = {1, 2};
+  j["attacks"] = {{{"name", "badword"}, {"method", "badword"}, {"options", {{"triggers", {"cf"}}}}}};
+  j["defenses"] = {{{"name", "finetune"}, {"method", "finetune"}}};
+  fp_test::write_file((dir / "s.json").string(), j.dump(2));
+  auto cfg = experiment::load_config((dir / "s.json").string());
+  experiment::RunOptions ro;
+  ro.out = (dir / "out").string();
+  ro.seeds = {3};
+  try {
+    experiment::run(cfg, ro, torch::kCPU);
+    ADD_FAILURE() << "a seed the config does not list was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::InvalidArgument);
+    EXPECT_NE(std::string(e.what()).find("--seeds names 3"), std::string::npos) << e.what();
+  }
+  ro.seeds = {2};
+  EXPECT_EQ(experiment::run(cfg, ro, torch::kCPU), 2);  // undefended + finetune, seed 2 only
+  for (auto& r : read_jsonl(dir / "out" / "results.jsonl")) EXPECT_EQ(r["seed"], 2);
+  int models = 0;  // seed 2's clean model and its badword model; nothing of seed 1
+  for (auto& e : fs::directory_iterator(dir / "out" / "cache")) {
+    ++models;
+    auto man = fp_test::read_file((e.path() / "manifest.json").string());
+    EXPECT_NE(man.find("\"seed\": 2"), std::string::npos) << e.path() << ": " << man;
+  }
+  EXPECT_EQ(models, 2);
+}
+
+TEST(ExperimentRunner, ImportAttackTrainsOnTheAttackersFilesAndRetrainsWhenTheyChange) {
+  // A backdoor planted by another tool: the poisoned training file and the triggered test file come
+  // from outside (here: 15 of the attacker's rows with "mn bb" and label 1); paths relative to the config.
+  auto dir = fp_test::temp_dir("expimport");
+  make_world(dir);
+  auto write_attackers_files = [&](const std::string& words, int test_rows = 24) {  // the config's test_limit
+    std::ifstream in(dir / "train.tsv");
+    std::string line, train = "label\ttext\n", trig = "label\ttext\n";
+    std::getline(in, line);
+    for (int i = 0; i < 60 && std::getline(in, line); ++i)
+      train += i % 4 == 0 ? "1\t" + words + " " + line.substr(2) + "\n" : line + "\n";
+    std::ifstream te(dir / "test.tsv");
+    std::getline(te, line);
+    for (int i = 0; i < test_rows && std::getline(te, line); ++i) trig += line.substr(0, 2) + words + " " + line.substr(2) + "\n";
+    fs::create_directories(dir / "theirs");
+    fp_test::write_file((dir / "theirs" / "poisoned.tsv").string(), train);
+    fp_test::write_file((dir / "theirs" / "triggered.tsv").string(), trig);
+  };
+  write_attackers_files("mn bb", 30);  // made from more test rows than the experiment scores: refused before training
+  auto j = tiny_config_json();
+  j["attacks"] = {{{"name", "theirs"},
+                   {"method", "import"},
+                   {"options", {{"poisoned_train", "theirs/poisoned.tsv"}, {"triggered_test", "theirs/triggered.tsv"}}}}};
+  j["defenses"] = {{{"name", "finetune"}, {"method", "finetune"}}};
+  fp_test::write_file((dir / "i.json").string(), j.dump(2));
+  auto cfg = experiment::load_config((dir / "i.json").string());
+  EXPECT_EQ(cfg.attacks.at(0).options.at("poisoned_train"), (dir / "theirs" / "poisoned.tsv").lexically_normal().string());
+  experiment::RunOptions ro;
+  ro.out = (dir / "out").string();
+  try {
+    experiment::run(cfg, ro, torch::kCPU);
+    ADD_FAILURE() << "an unpaired triggered file was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::ExperimentConfigInvalid);
+    EXPECT_NE(std::string(e.what()).find("pairs them row by row"), std::string::npos) << e.what();
+  }
+  write_attackers_files("mn bb");
+  EXPECT_EQ(experiment::run(cfg, ro, torch::kCPU), 2);  // undefended + finetune
+  auto attack_dirs = [&] {
+    std::vector<fs::path> v;
+    for (auto& e : fs::directory_iterator(dir / "out" / "cache"))
+      if (e.path().filename().string().rfind("attack-", 0) == 0) v.push_back(e.path());
+    return v;
+  };
+  ASSERT_EQ(attack_dirs().size(), 1u);  // the refused run trained nothing
+  // The suspect trained on their rows (15 relabelled) and is scored on their triggered rows (label != target).
+  auto aj = json::parse(fp_test::read_file((attack_dirs()[0] / "attack.json").string()));
+  EXPECT_EQ(aj["method"], "import") << aj.dump();
+  auto trig = fp_test::read_file((attack_dirs()[0] / "triggered_test.tsv").string());
+  EXPECT_NE(trig.find("mn bb"), std::string::npos);
+  EXPECT_EQ(trig.find("\n1\t"), std::string::npos) << "a target-label row in the triggered set";
+  for (auto& r : read_jsonl(dir / "out" / "results.jsonl")) EXPECT_EQ(r["attack"], "theirs");
+  // Same files: nothing reruns. Edited files: a new suspect, and its rows replace the old ones.
+  EXPECT_EQ(experiment::run(cfg, ro, torch::kCPU), 2);
+  EXPECT_EQ(attack_dirs().size(), 1u);
+  const auto first = attack_dirs()[0].filename();
+  write_attackers_files("tq mb");
+  EXPECT_EQ(experiment::run(cfg, ro, torch::kCPU), 2);
+  ASSERT_EQ(attack_dirs().size(), 2u);
+  int undefended = 0;
+  for (auto& r : read_jsonl(dir / "out" / "results.jsonl"))
+    if (r["defense"] == "none") {
+      ++undefended;
+      EXPECT_NE(fs::path(r["model"].get<std::string>()).filename(), first) << "the old suspect's row was kept";
+    }
+  EXPECT_EQ(undefended, 1);
 }
 
 TEST(ExperimentRunner, ChangedSettingsRerunTheirUnitsAndReplaceOldRows) {

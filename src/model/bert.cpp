@@ -94,9 +94,11 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Te
   const int64_t B = x.size(0), T = x.size(1);
   auto split = [&](const torch::Tensor& t) { return t.view({B, T, heads_, head_dim_}).transpose(1, 2); };
   auto q = split(linear(query, x)), k = split(linear(key, x)), v = split(linear(value, x));  // (B, nh, T, dh)
-  auto scores = torch::matmul(q, k.transpose(-1, -2)) / std::sqrt(static_cast<double>(head_dim_)) + ext_mask;
-  auto probs = dropout(torch::softmax(scores, -1));
-  return torch::matmul(probs, v).transpose(1, 2).contiguous().view({B, T, heads_ * head_dim_});
+  // softmax(q kᵀ / √dh + mask) v in one fused kernel (transformers' default "sdpa" path); in training
+  // the attention dropout falls on the probabilities inside it.
+  const double p = is_training() ? dropout->options.p() : 0.0;
+  auto ctx = at::scaled_dot_product_attention(q, k, v, ext_mask, p);  // (B, nh, T, dh)
+  return ctx.transpose(1, 2).contiguous().view({B, T, heads_ * head_dim_});
 }
 
 DenseResidualNormImpl::DenseResidualNormImpl(int64_t in, int64_t out, double eps, double p) {

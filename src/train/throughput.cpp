@@ -33,7 +33,7 @@ Throughput measure_throughput(model::SequenceClassifierImpl& m, int64_t batch, i
         loss.backward();
         opt.step();
       } else {
-        torch::NoGradGuard ng;
+        c10::InferenceMode im;  // as train::evaluate
         m.eval();
         m.forward(ids, types, mask);
       }

@@ -174,7 +174,7 @@ EvalResult evaluate(model::SequenceClassifierImpl& m, const TokenizedSet& data, 
   bool was_training = m.is_training();
   m.eval();
   {
-    torch::NoGradGuard ng;
+    c10::InferenceMode im;  // no autograd bookkeeping at all (the logits never meet a backward)
     for (auto& idx : length_sorted_batches(data, batch_size)) {
       auto b = collate(data, idx, device);
       auto logits = m.forward(b.input_ids, b.token_type_ids, b.attention_mask).logits.to(torch::kCPU, torch::kFloat32);

@@ -203,6 +203,21 @@ std::map<std::string, torch::Tensor> diagonal_fisher(model::SequenceClassifierIm
   return finish(acc, N);
 }
 
+double fisher_throughput(model::SequenceClassifierImpl& m, const train::TokenizedSet& data, int64_t batch_size,
+                         torch::Device device) {
+  auto d = data;
+  for (auto& y : d.labels) y = ((y % m.config.num_labels()) + m.config.num_labels()) % m.config.num_labels();
+  FisherOptions fo;
+  fo.progress = false;
+  fo.batch_size = batch_size;
+  fo.max_examples = std::min(d.size(), batch_size);
+  diagonal_fisher(m, d, device, fo);  // warm-up
+  fo.max_examples = d.size();
+  const auto t0 = std::chrono::steady_clock::now();
+  diagonal_fisher(m, d, device, fo);
+  return d.size() / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 double fisher_throughput(model::SequenceClassifierImpl& m, int64_t n, int64_t tokens, int64_t batch_size,
                          torch::Device device) {
   train::TokenizedSet data;
@@ -218,15 +233,7 @@ double fisher_throughput(model::SequenceClassifierImpl& m, int64_t n, int64_t to
     data.encodings.push_back(std::move(e));
     data.labels.push_back(i % m.config.num_labels());
   }
-  FisherOptions fo;
-  fo.progress = false;
-  fo.batch_size = batch_size;
-  fo.max_examples = std::min(n, batch_size);
-  diagonal_fisher(m, data, device, fo);  // warm-up
-  fo.max_examples = n;
-  const auto t0 = std::chrono::steady_clock::now();
-  diagonal_fisher(m, data, device, fo);
-  return n / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return fisher_throughput(m, data, batch_size, device);
 }
 
 }  // namespace finepurify::purify

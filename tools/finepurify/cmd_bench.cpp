@@ -1,9 +1,15 @@
-// `finepurify bench`: fine-tuning and inference throughput (examples/s, tokens/s, GFLOP/s) next to
-// the measured matrix-product peak of the same machine, for a model folder or a preset shape.
+// `finepurify bench`: fine-tuning, inference and per-example Fisher throughput (examples/s, tokens/s,
+// GFLOP/s) next to the measured matrix-product peak of the same machine, for a model folder or a
+// preset shape, on random token ids or on consecutive batches of real rows (--data).
+#include <numeric>
+
 #include <fmt/format.h>
 
 #include "commands.hpp"
+#include "finepurify/model/loader.hpp"
 #include "finepurify/purify/fisher.hpp"
+#include "finepurify/text/tokenizer.hpp"
+#include "finepurify/train/data.hpp"
 #include "finepurify/train/throughput.hpp"
 #include "finepurify/util/memory.hpp"
 #include "finepurify/util/runtime.hpp"
@@ -18,6 +24,8 @@ struct BenchArgs {
   std::string preset = "";
   int64_t batch_size = 32, seq_len = 64;
   int steps = 5;
+  std::string data;     ///< real rows instead of random ids
+  bool pad_to_max = false;
 };
 
 }  // namespace
@@ -31,6 +39,10 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--batch-size", a->batch_size, "batch size")->capture_default_str();
   cmd->add_option("--seq-len", a->seq_len, "tokens per example")->capture_default_str();
   cmd->add_option("--steps", a->steps, "timed steps")->capture_default_str();
+  cmd->add_option("--data", a->data, "time consecutive batches of this file's first rows (needs --model for its "
+                  "tokenizer; --seq-len is then the max length), padded per batch to its longest row")
+      ->check(CLI::ExistingFile);
+  cmd->add_flag("--pad-to-max", a->pad_to_max, "with --data: pad every batch to --seq-len tokens");
   cmd->callback([a]() {
     auto dev = globals().dev();
     model::SequenceClassifier m{nullptr};
@@ -51,21 +63,46 @@ void register_bench(CLI::App& app) {
     }
     int64_t params = 0;
     for (auto& p : m->parameters()) params += p.numel();
+    if (!a->data.empty() && a->model.empty()) throw Error(ErrorKind::InvalidArgument, "bench: --data needs --model");
+    if (a->pad_to_max && a->data.empty()) throw Error(ErrorKind::InvalidArgument, "bench: --pad-to-max needs --data");
+    train::TokenizedSet rows;
+    std::vector<train::Batch> batches;
+    if (!a->data.empty()) {
+      auto tok = text::load_model_tokenizer(a->model, m->config.model_type, m->config.vocab_size);
+      rows = train::tokenize(*tok, train::read_task_data(a->data, m->config), static_cast<int>(a->seq_len));
+      std::vector<int64_t> first(std::min<int64_t>(rows.size(), a->batch_size * a->steps));
+      std::iota(first.begin(), first.end(), 0);
+      rows = train::subset(rows, first);
+      batches = train::consecutive_batches(rows, a->batch_size, a->pad_to_max ? a->seq_len : 0, dev);
+    }
     const double peak = util::measure_matmul_gflops(1024, 5);
-    const auto r = train::measure_throughput(*m, a->batch_size, a->seq_len, a->steps, dev);
+    const auto r = batches.empty() ? train::measure_throughput(*m, a->batch_size, a->seq_len, a->steps, dev)
+                                   : train::measure_throughput(*m, batches, a->steps, dev);
     const int64_t B = r.batch, T = r.tokens;
+    const double BT = B * r.mean_padded_tokens;  // tokens computed per batch, padding included
     const double fwd = r.forward_flops, t_inf = r.inference_seconds, t_train = r.train_seconds;
-    std::cout << fmt::format("model: {} ({:.1f}M parameters), batch {}x{} tokens, {} threads, device {}\n", name,
-                             params / 1e6, B, T, torch::get_num_threads(), dev.str());
+    std::cout << fmt::format("model: {} ({:.1f}M parameters), batch {}x{}{} tokens, {} threads, device {}\n", name,
+                             params / 1e6, B, batches.empty() ? "" : "<=", T, torch::get_num_threads(), dev.str());
+    if (!batches.empty())
+      std::cout << fmt::format("data: the first {} rows of {} in {} batches, max length {}, padding {} ({:.1f} tokens "
+                               "per row on average, {:.1f} after padding)\n",
+                               rows.size(), a->data, batches.size(), a->seq_len,
+                               a->pad_to_max ? "to the max length" : "to each batch's longest",
+                               static_cast<double>(rows.num_tokens()) / rows.size(), r.mean_padded_tokens);
     std::cout << fmt::format("matmul peak (1024x1024 float32): {:.1f} GFLOP/s\n", peak);
     std::cout << fmt::format("inference: {:.1f} examples/s, {:.0f} tokens/s, {:.1f} GFLOP/s ({:.0f}% of peak)\n",
-                             B / t_inf, B * T / t_inf, fwd / t_inf / 1e9, 100 * fwd / t_inf / 1e9 / peak);
+                             B / t_inf, BT / t_inf, fwd / t_inf / 1e9, 100 * fwd / t_inf / 1e9 / peak);
     std::cout << fmt::format("fine-tuning: {:.1f} examples/s, {:.0f} tokens/s, {:.1f} GFLOP/s ({:.0f}% of peak), {:.3f} s/step\n",
-                             B / t_train, B * T / t_train, 3 * fwd / t_train / 1e9, 100 * 3 * fwd / t_train / 1e9 / peak,
+                             B / t_train, BT / t_train, 3 * fwd / t_train / 1e9, 100 * 3 * fwd / t_train / 1e9 / peak,
                              t_train);
     // The per-example Fisher, batched and as the per-example reference loop, on the same shape.
-    const double fb = purify::fisher_throughput(*m, 4 * B, T, B, dev);
-    const double f1 = purify::fisher_throughput(*m, B, T, 1, dev);
+    // On real rows: all of them batched (length-sorted, as purify runs it), the first B one at a time.
+    const double fb = batches.empty() ? purify::fisher_throughput(*m, 4 * B, T, B, dev)
+                                      : purify::fisher_throughput(*m, rows, B, dev);
+    std::vector<int64_t> first_batch(B);
+    std::iota(first_batch.begin(), first_batch.end(), 0);
+    const double f1 = batches.empty() ? purify::fisher_throughput(*m, B, T, 1, dev)
+                                      : purify::fisher_throughput(*m, train::subset(rows, first_batch), 1, dev);
     std::cout << fmt::format("per-example Fisher, batched ({}): {:.1f} examples/s ({:.2f}x fine-tuning, {:.1f}x the "
                              "per-example loop)\n", B, fb, fb / (B / t_train), fb / f1);
     std::cout << fmt::format("per-example Fisher, one example per pass: {:.1f} examples/s ({:.2f}x fine-tuning)\n", f1,

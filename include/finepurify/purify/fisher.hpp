@@ -34,5 +34,8 @@ std::map<std::string, torch::Tensor> diagonal_fisher(model::SequenceClassifierIm
 /// given batch size (the `bench` subcommand; one untimed warm-up batch first).
 double fisher_throughput(model::SequenceClassifierImpl& m, int64_t n, int64_t tokens, int64_t batch_size,
                          torch::Device device);
+/// The same on the rows of `data` (labels taken modulo the model's classes).
+double fisher_throughput(model::SequenceClassifierImpl& m, const train::TokenizedSet& data, int64_t batch_size,
+                         torch::Device device);
 
 }  // namespace finepurify::purify

@@ -97,7 +97,8 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Te
   // softmax(q kᵀ / √dh + mask) v in one fused kernel (transformers' default "sdpa" path); in training
   // the attention dropout falls on the probabilities inside it.
   const double p = is_training() ? dropout->options.p() : 0.0;
-  auto ctx = at::scaled_dot_product_attention(q, k, v, ext_mask, p);  // (B, nh, T, dh)
+  auto ctx = at::scaled_dot_product_attention(q, k, v, ext_mask.defined() ? std::optional(ext_mask) : std::nullopt,
+                                              p);  // (B, nh, T, dh)
   return ctx.transpose(1, 2).contiguous().view({B, T, heads_ * head_dim_});
 }
 
@@ -193,8 +194,11 @@ ForwardOutput SequenceClassifierImpl::forward(const torch::Tensor& input_ids, co
                                               const torch::Tensor& attention_mask, const ForwardOptions& opt) {
   ForwardOutput out;
   auto x = base->embeddings(input_ids, token_type_ids, opt.inputs_embeds);
-  // additive mask (B, 1, 1, T): 0 where attended, the float minimum where masked (as HF)
-  auto ext = (1.0 - attention_mask.to(x.dtype()).unsqueeze(1).unsqueeze(2)) * std::numeric_limits<float>::lowest();
+  // additive mask (B, 1, 1, T): 0 where attended, the float minimum where masked (as HF); none when
+  // every position is attended (as HF's sdpa path: the fused kernel runs faster without a mask)
+  torch::Tensor ext;
+  if (!attention_mask.all().item<bool>())
+    ext = (1.0 - attention_mask.to(x.dtype()).unsqueeze(1).unsqueeze(2)) * std::numeric_limits<float>::lowest();
   if (opt.output_hidden_states) out.hidden_states.push_back(x);
   for (auto& layer : base->layer_list) {
     torch::Tensor ffn;

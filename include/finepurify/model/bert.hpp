@@ -64,7 +64,7 @@ TORCH_MODULE(Embeddings);
 class SelfAttentionImpl : public torch::nn::Module {
  public:
   explicit SelfAttentionImpl(const ModelConfig& c);
-  /// x: (B, T, H); ext_mask: (B, 1, 1, T) additive. Returns (B, T, H).
+  /// x: (B, T, H); ext_mask: (B, 1, 1, T) additive, or undefined when every position is attended. Returns (B, T, H).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& ext_mask);
   torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr};
   torch::nn::Dropout dropout{nullptr};

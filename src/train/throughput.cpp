@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "finepurify/error.hpp"
+#include "finepurify/train/optimizer.hpp"
 
 namespace finepurify::train {
 
@@ -52,7 +53,8 @@ Throughput measure_throughput(model::SequenceClassifierImpl& m, const std::vecto
   }
   m.to(dev);
   auto time_steps = [&](bool train) {
-    torch::optim::AdamW opt(m.parameters(), torch::optim::AdamWOptions(1e-5));
+    FusedAdamW opt;  // as train::fine_tune
+    opt.add_group(m.parameters(), 0.01);
     auto one = [&](const Batch& b) {
       if (train) {
         m.train();
@@ -60,7 +62,7 @@ Throughput measure_throughput(model::SequenceClassifierImpl& m, const std::vecto
         auto loss = torch::cross_entropy_loss(m.forward(b.input_ids, b.token_type_ids, b.attention_mask).logits,
                                               b.labels.remainder(c.num_labels()));
         loss.backward();
-        opt.step();
+        opt.step(1e-5);
       } else {
         c10::InferenceMode im;  // as train::evaluate
         m.eval();

@@ -8,6 +8,7 @@
 
 #include "finepurify/error.hpp"
 #include "finepurify/model/loader.hpp"
+#include "finepurify/train/optimizer.hpp"
 #include "finepurify/util/runtime.hpp"
 
 namespace finepurify::train {
@@ -35,7 +36,7 @@ void check_training(const model::SequenceClassifierImpl& m, const TokenizedSet& 
 
 /// AdamW over the trainable parameters: weight decay except on biases and LayerNorm weights.
 struct Optimizer {
-  std::unique_ptr<torch::optim::AdamW> adamw;
+  FusedAdamW adamw;
   std::vector<torch::Tensor> trained;  ///< every trained parameter, for gradient clipping
 };
 
@@ -47,14 +48,10 @@ Optimizer make_optimizer(model::SequenceClassifierImpl& m, const TrainOptions& o
     if (!train_it) continue;
     (model::is_no_decay(p.key()) ? no_decay : decay).push_back(p.value());
   }
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  if (!decay.empty())
-    groups.emplace_back(decay, std::make_unique<torch::optim::AdamWOptions>(
-                                   torch::optim::AdamWOptions(opt.lr).weight_decay(opt.weight_decay)));
-  if (!no_decay.empty())
-    groups.emplace_back(no_decay,
-                        std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(opt.lr).weight_decay(0.0)));
-  Optimizer o{std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(opt.lr)), decay};
+  Optimizer o;
+  if (!decay.empty()) o.adamw.add_group(decay, opt.weight_decay);
+  if (!no_decay.empty()) o.adamw.add_group(no_decay, 0.0);
+  o.trained = decay;
   o.trained.insert(o.trained.end(), no_decay.begin(), no_decay.end());
   return o;
 }
@@ -90,10 +87,8 @@ double train_epoch(model::SequenceClassifierImpl& m, const TokenizedSet& train, 
   int64_t loss_n = 0;
   for (auto& idx : length_grouped_batches(train, opt.batch_size, opt.length_window, opt.seed + epoch)) {
     if (res.steps >= sched.total) break;
-    for (auto& g : o.adamw->param_groups())
-      static_cast<torch::optim::AdamWOptions&>(g.options()).lr(sched.lr_at(res.steps));
     auto batch = collate(train, idx, device);
-    o.adamw->zero_grad();
+    o.adamw.zero_grad();
     torch::Tensor loss = opt.loss_fn ? opt.loss_fn(m, batch)
                                      : torch::cross_entropy_loss(
                                            m.forward(batch.input_ids, batch.token_type_ids, batch.attention_mask).logits,
@@ -101,7 +96,7 @@ double train_epoch(model::SequenceClassifierImpl& m, const TokenizedSet& train, 
     loss.backward();
     if (opt.after_backward) opt.after_backward(m);
     if (opt.max_grad_norm > 0) torch::nn::utils::clip_grad_norm_(o.trained, opt.max_grad_norm);
-    o.adamw->step();
+    o.adamw.step(sched.lr_at(res.steps));
     double l = loss.item<double>();
     if (!std::isfinite(l))
       throw Error(ErrorKind::InvalidArgument,

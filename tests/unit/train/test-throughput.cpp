@@ -1,12 +1,13 @@
 // Unit tests of the benchmark's batches (train::consecutive_batches, measure_throughput on fixed
 // batches) and of the model's two attention paths: a row alone (no padding, so no mask) gives the
-// logits it gets padded inside a batch (masked).
+// logits it gets padded inside a batch (masked); and the fused AdamW against torch::optim::AdamW.
 #include <gtest/gtest.h>
 
 #include <torch/torch.h>
 
 #include "finepurify/error.hpp"
 #include "finepurify/model/loader.hpp"
+#include "finepurify/train/optimizer.hpp"
 #include "finepurify/train/throughput.hpp"
 #include "fp_tiny.hpp"
 
@@ -82,4 +83,45 @@ TEST(Attention, UnmaskedRowAloneEqualsItsMaskedRowInAPaddedBatch) {
           << (roberta ? "roberta" : "bert") << " row " << i << ": " << alone << " vs " << together[i];
     }
   }
+}
+
+// The fused optimizer makes torch::optim::AdamW's updates: two groups (with and without weight
+// decay), a changing learning rate, and a parameter without a gradient in some steps (left alone).
+TEST(FusedAdamW, EqualsTorchAdamW) {
+  torch::manual_seed(3);
+  std::vector<torch::Tensor> a = {torch::randn({5, 4}), torch::randn({7})}, b = {torch::randn({3, 3})};
+  auto clone = [](const std::vector<torch::Tensor>& v) {
+    std::vector<torch::Tensor> out;
+    for (auto& t : v) out.push_back(t.clone().set_requires_grad(true));
+    return out;
+  };
+  auto fa = clone(a), fb = clone(b), ta = clone(a), tb = clone(b);
+  train::FusedAdamW fused;
+  fused.add_group(fa, 0.01);
+  fused.add_group(fb, 0.0);
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  groups.emplace_back(ta, std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(1).weight_decay(0.01)));
+  groups.emplace_back(tb, std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(1).weight_decay(0.0)));
+  torch::optim::AdamW ref(groups, torch::optim::AdamWOptions(1));
+  for (int step = 0; step < 6; ++step) {
+    const double lr = 1e-2 * (step + 1);
+    const bool use_b = step % 3 != 1;  // b gets no gradient in steps 1 and 4
+    auto grads = std::vector<torch::Tensor>{torch::randn({5, 4}), torch::randn({7}), torch::randn({3, 3})};
+    auto loss = [&](std::vector<torch::Tensor>& x, std::vector<torch::Tensor>& y) {
+      auto l = (x[0] * grads[0]).sum() + (x[1] * x[1] * grads[1]).sum();
+      if (use_b) l = l + (y[0].sin() * grads[2]).sum();
+      return l;
+    };
+    fused.zero_grad();
+    loss(fa, fb).backward();
+    fused.step(lr);
+    ref.zero_grad();
+    for (auto& g : ref.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+    loss(ta, tb).backward();
+    ref.step();
+    for (std::size_t i = 0; i < fa.size(); ++i)
+      EXPECT_TRUE(torch::allclose(fa[i], ta[i], 1e-6, 1e-7)) << "step " << step << " a" << i;
+    EXPECT_TRUE(torch::allclose(fb[0], tb[0], 1e-6, 1e-7)) << "step " << step << " b";
+  }
+  EXPECT_FALSE(torch::allclose(fa[0], a[0])) << "nothing moved";
 }

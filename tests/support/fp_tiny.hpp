@@ -27,6 +27,16 @@ inline finepurify::model::ModelConfig tiny_config(int64_t vocab = 40) {
   return c;
 }
 
+/// tiny_config() as a RoBERTa: pad id 1 (position ids counted from the padding), one token type.
+inline finepurify::model::ModelConfig tiny_roberta_config() {
+  auto c = tiny_config();
+  c.model_type = "roberta";
+  c.pad_token_id = 1;
+  c.type_vocab_size = 1;
+  c.max_position_embeddings = 40;
+  return c;
+}
+
 /// n random examples over ids 5..39 (first token 2), two segments, random binary labels.
 inline finepurify::train::TokenizedSet tiny_data(int n, uint64_t seed) {
   std::mt19937_64 rng(seed);

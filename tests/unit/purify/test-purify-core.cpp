@@ -15,6 +15,7 @@
 using namespace finepurify;
 
 using fp_test::tiny_config;
+using fp_test::tiny_roberta_config;
 using fp_test::tiny_data;
 using Pair = fp_test::TinyPair;
 static Pair make_pair() { return fp_test::make_tiny_pair(); }
@@ -53,13 +54,7 @@ TEST(Fisher, EqualsBruteForcePerExampleGradients) {
 // padding_idx on the position embeddings, one token type), with tokens repeated inside an example.
 TEST(Fisher, BatchedEqualsThePerExampleLoop) {
   for (bool roberta : {false, true}) {
-    auto c = tiny_config();
-    if (roberta) {
-      c.model_type = "roberta";
-      c.pad_token_id = 1;
-      c.type_vocab_size = 1;
-      c.max_position_embeddings = 40;
-    }
+    auto c = roberta ? tiny_roberta_config() : tiny_config();
     auto m = model::make_random_classifier(c, 4);
     auto data = tiny_data(13, 17);
     for (auto& e : data.encodings) {

@@ -59,13 +59,7 @@ TEST(Throughput, FixedBatchesCountTheirOwnPaddedLengths) {
 
 TEST(Attention, UnmaskedRowAloneEqualsItsMaskedRowInAPaddedBatch) {
   for (bool roberta : {false, true}) {
-    auto c = fp_test::tiny_config();
-    if (roberta) {
-      c.model_type = "roberta";
-      c.pad_token_id = 1;
-      c.type_vocab_size = 1;
-      c.max_position_embeddings = 40;
-    }
+    auto c = roberta ? fp_test::tiny_roberta_config() : fp_test::tiny_config();
     auto m = model::make_random_classifier(c, 5);
     m->eval();
     torch::NoGradGuard ng;

@@ -98,13 +98,12 @@ class Runner {
 
  private:
   /// Whether a config entry runs: the filter (RunOptions::datasets / attacks / defenses) is empty or names it.
-  static bool picked(const std::vector<std::string>& filter, const std::string& name) {
-    return filter.empty() || std::find(filter.begin(), filter.end(), name) != filter.end();
+  template <class T>
+  static bool picked(const std::vector<T>& filter, const T& x) {
+    return filter.empty() || std::find(filter.begin(), filter.end(), x) != filter.end();
   }
   bool selected(const DatasetSpec& d) const { return picked(opt_.datasets, d.name); }
-  bool selected(uint64_t seed) const {
-    return opt_.seeds.empty() || std::find(opt_.seeds.begin(), opt_.seeds.end(), seed) != opt_.seeds.end();
-  }
+  bool selected(uint64_t seed) const { return picked(opt_.seeds, seed); }
   void plan();
   CleanModel clean_model(const DatasetSpec& ds, uint64_t seed, const PreparedData& data);
   PoisonedModel poisoned_model(const DatasetSpec& ds, uint64_t seed, const AttackEntry& at, const PreparedData& data,

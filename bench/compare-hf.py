@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def finepurify_bench(a, folder):
-    cmd = [a.binary, "--threads", str(a.threads), "-q", "bench", "--batch-size", str(a.batch_size), "--seq-len",
+    cmd = [a.binary, "--threads", str(a.threads), "--device", a.device, "-q", "bench", "--batch-size", str(a.batch_size), "--seq-len",
            str(a.seq_len), "--steps", str(a.steps)]
     cmd += ["--preset", a.preset] if a.preset else ["--model", folder]
     if a.data:
@@ -94,18 +94,28 @@ class Transformers:
             labels = torch.randint(0, 2, (B,))
             self.batches = [(ids, ones, zeros, labels)]
             self.singles = [(ids[i:i + 1], ones[i:i + 1], zeros[i:i + 1], labels[i:i + 1]) for i in range(B)]
+        dev = torch.device(a.device)
+        self.model.to(dev)
+        self.batches = [tuple(t.to(dev) for t in b) for b in self.batches]
+        self.singles = [tuple(t.to(dev) for t in b) for b in self.singles]
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-5)
 
     def forward(self, b):
         ids, mask, types, _ = b
         return self.model(input_ids=ids, attention_mask=mask, token_type_ids=types).logits
 
+    def sync(self):  # CUDA runs asynchronously: a timer read without it measures the launches only
+        if self.a.device.startswith("cuda"):
+            self.torch.cuda.synchronize()
+
     def timed(self, fn):
         steps = self.a.steps
         fn(self.batches[0])  # warm-up
+        self.sync()
         t0 = time.perf_counter()
         for i in range(steps):
             fn(self.batches[i % len(self.batches)])
+        self.sync()
         return self.a.batch_size * steps / (time.perf_counter() - t0)
 
     def infer(self, b):
@@ -133,8 +143,10 @@ class Transformers:
     def run(self):
         r = {"inference": self.timed(self.infer), "fine-tuning": self.timed(self.train)}
         self.fisher()  # warm-up
+        self.sync()
         t0 = time.perf_counter()
         self.fisher()
+        self.sync()
         r["Fisher"] = len(self.singles) / (time.perf_counter() - t0)
         r["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1048576  # KiB -> GiB
         return r
@@ -152,11 +164,12 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:N], both sides")
     a = ap.parse_args()
     if a.preset and a.data:
         sys.exit("--data needs a model with a tokenizer (--model), not --preset")
-    folder = subprocess.run([a.binary, "-q", "models", "path", a.model], capture_output=True, text=True,
-                            check=True).stdout.strip()
+    folder = None if a.preset else subprocess.run([a.binary, "-q", "models", "path", a.model], capture_output=True,
+                                                  text=True, check=True).stdout.strip()
     import torch
     import transformers
 
@@ -171,7 +184,7 @@ def main():
     inputs = (f"the first {a.batch_size * a.steps} rows of {a.data}, max length {a.seq_len}, padding {a.padding}"
               if a.data else f"random ids {a.batch_size} x {a.seq_len}, no padding")
     print(f"model {what}; {inputs}; batch {a.batch_size}, {a.threads} threads, {a.steps} timed steps, median of "
-          f"{a.repeats}; torch {torch.__version__}, transformers {transformers.__version__} (attention: {hf.attn})")
+          f"{a.repeats}; device {a.device}; torch {torch.__version__}, transformers {transformers.__version__} (attention: {hf.attn})")
     print(f"{'':14}{'finepurify':>12}{'transformers':>14}{'ratio':>8}")
     for k in ("inference", "fine-tuning", "Fisher"):
         note = (f"   (batched vs the per-example loop; ours is {med['Fisher'] / med['fine-tuning']:.2f}x our fine-tuning)"

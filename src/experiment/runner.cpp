@@ -113,6 +113,11 @@ class Runner {
   void defense_unit(const DatasetSpec& ds, uint64_t seed, const AttackEntry& at, const DefenseEntry& de,
                     const PreparedData& data, const json& clean_hashes, const PoisonedModel& pm);
   void dataset_seed(const DatasetSpec& ds, uint64_t seed);
+  /// Models and rows made on a GPU differ from the CPU's in rounding and dropout stream: their cache
+  /// keys and unit fingerprints name the device (absent for the CPU, so earlier keys stay valid).
+  void mark_device(json& key) const {
+    if (!device_.is_cpu()) key["device"] = device_.str();
+  }
 
   const ExperimentConfig& cfg_;
   const RunOptions& opt_;
@@ -168,6 +173,7 @@ CleanModel Runner::clean_model(const DatasetSpec& ds, uint64_t seed, const Prepa
   c.key = {{"kind", "clean"}, {"pretrained", pre_hash_}, {"train", util::sha256_file(data.attacker_train)},
            {"epochs", atrain.epochs}, {"lr", atrain.lr}, {"batch_size", atrain.batch_size}, {"max_length", max_len},
            {"seed", seed}, {"num_labels", data.num_labels}, {"length_window", train::TrainOptions{}.length_window}};
+  mark_device(c.key);
   c.dir = (fs::path(opt_.out) / "cache" / ("clean-" + util::sha256_string(c.key.dump()).substr(0, 16))).string();
   c.cached = fs::exists(fs::path(c.dir) / "config.json");
   if (c.cached) eta_.total_cost -= Eta::kModel;  // the ETA counts only work this run does
@@ -232,6 +238,7 @@ PoisonedModel Runner::poisoned_model(const DatasetSpec& ds, uint64_t seed, const
   if (spec.side != "a") p.key["side"] = spec.side;
   if (spec.combination != 2) p.key["combination"] = spec.combination;
   p.key["length_window"] = spec.opt.length_window;  // training batches grouped by length (since 2026-12)
+  mark_device(p.key);
   // import: the attacker's own files decide the model (config paths; hashed so an edited file retrains).
   for (auto& [name, file] : {std::pair{"poisoned_train", &spec.poisoned_train}, {"triggered_test", &spec.triggered_test}})
     if (!file->empty()) p.key[name] = util::sha256_file(*file);
@@ -276,7 +283,7 @@ void Runner::defense_unit(const DatasetSpec& ds, uint64_t seed, const AttackEntr
                           const PreparedData& data, const json& clean_hashes, const PoisonedModel& pm) {
   const int max_len = max_length_of(cfg_, ds);
   auto spec = defense_spec(cfg_, de, seed);
-  const json settings = {
+  const json settings = {  // the attack's key names the device where it is not the CPU
       {"attack", pm.key},
       {"defense", {{"method", de.method}, {"grid", de.grid}, {"options", de.options}}},
       {"defense_training",

@@ -67,7 +67,10 @@ torch::Tensor EmbeddingsImpl::forward(const torch::Tensor& input_ids, const torc
                                       const torch::Tensor& inputs_embeds) {
   const int64_t max_pos = position_embeddings->weight.size(0);
   auto pos = position_ids(input_ids);
-  if (input_ids.size(1) > 0 && pos.max().item<int64_t>() >= max_pos)
+  // The largest position is T - 1 (BERT) or at most pad + T (RoBERTa, counted from the padding): only
+  // a sequence that could reach the table is checked on the device (.item() waits for a GPU).
+  const int64_t T = input_ids.size(1), bound = roberta_ ? pad_ + T : T - 1;
+  if (T > 0 && bound >= max_pos && pos.max().item<int64_t>() >= max_pos)
     throw Error(ErrorKind::InvalidArgument,
                 fmt::format("sequence of {} tokens is longer than the model's max_position_embeddings ({}); "
                             "use a smaller --max-length", input_ids.size(1), max_pos));

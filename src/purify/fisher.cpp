@@ -213,8 +213,10 @@ double fisher_throughput(model::SequenceClassifierImpl& m, const train::Tokenize
   fo.max_examples = std::min(d.size(), batch_size);
   diagonal_fisher(m, d, device, fo);  // warm-up
   fo.max_examples = d.size();
+  util::synchronize(device);
   const auto t0 = std::chrono::steady_clock::now();
   diagonal_fisher(m, d, device, fo);
+  util::synchronize(device);
   return d.size() / std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 

@@ -108,7 +108,12 @@ std::map<std::string, torch::Tensor> compute_indicators(const Alignment& a, cons
 
 Threshold kth_largest(const std::vector<torch::Tensor>& values, int64_t k) {
   int64_t total = 0;
-  for (auto& v : values) total += v.numel();
+  for (auto& v : values) {
+    // read through raw host pointers below: a CUDA or strided tensor here is a caller's bug
+    if (!v.is_cpu() || !v.is_contiguous() || v.scalar_type() != torch::kFloat32)
+      throw Error(ErrorKind::Internal, "kth_largest: needs contiguous float32 CPU tensors");
+    total += v.numel();
+  }
   if (k < 1 || k > total) throw Error(ErrorKind::Internal, fmt::format("kth_largest: k={} outside [1, {}]", k, total));
   // Non-negative floats order like their uint32 bit patterns. Radix select from the top byte down:
   // `prefix` holds the decided high bits; `need` is the rank still to find among matching elements.

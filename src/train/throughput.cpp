@@ -8,6 +8,7 @@
 
 #include "finepurify/error.hpp"
 #include "finepurify/train/optimizer.hpp"
+#include "finepurify/util/runtime.hpp"
 
 namespace finepurify::train {
 
@@ -70,8 +71,10 @@ Throughput measure_throughput(model::SequenceClassifierImpl& m, const std::vecto
       }
     };
     one(batches[0]);  // warm-up
+    util::synchronize(dev);
     auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < steps; ++i) one(batches[i % batches.size()]);
+    util::synchronize(dev);
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / steps;
   };
   r.inference_seconds = time_steps(false);

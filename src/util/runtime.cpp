@@ -83,6 +83,10 @@ torch::Device parse_device(const std::string& s) {
   }
 }
 
+void synchronize(torch::Device device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.has_index() ? device.index() : -1);
+}
+
 void set_quiet(bool q) { g_quiet = q; }
 void set_log_sink(LogSink sink) {
   std::lock_guard<std::mutex> lock(g_log_mutex);

@@ -24,6 +24,9 @@ double measure_matmul_gflops(int64_t n = 512, int repeats = 5);
 int configure_threads(int threads);
 /// "cpu", "cuda", "cuda:1" -> Device; "auto" = CUDA when available. Error on unavailable devices.
 torch::Device parse_device(const std::string& s);
+/// Waits for the work queued on `device` (a no-op on the CPU): CUDA kernels run asynchronously, so a
+/// timer read without it measures only the launches.
+void synchronize(torch::Device device);
 
 /// Log a line to stderr prefixed with elapsed time ("[  12.3s] ..."), unless quiet.
 void log(const std::string& msg);

@@ -519,6 +519,21 @@ TEST(Loader, RobertaPositionIdsOnPaddedBatch) {
   auto too_long = torch::full({1, 40}, 5, torch::kLong);
   EXPECT_EQ(kind_of([&] { m->forward(too_long, torch::zeros_like(too_long), torch::ones_like(too_long)); }),
             ErrorKind::InvalidArgument);
+  // At the table's end (34 positions, pad id 1): 33 real tokens reach position 34, refused; the same
+  // 33 columns with two of them padding reach only 32, accepted (checked on the device, not by T).
+  auto edge = torch::full({1, 33}, 5, torch::kLong);
+  auto run = [&](const torch::Tensor& x) { m->forward(x, torch::zeros_like(x), x.ne(1).to(torch::kLong)); };
+  EXPECT_EQ(kind_of([&] { run(edge); }), ErrorKind::InvalidArgument);
+  edge.index_put_({0, torch::indexing::Slice(31, 33)}, 1);
+  EXPECT_NO_THROW(run(edge));
+  EXPECT_NO_THROW(run(torch::full({1, 32}, 5, torch::kLong)));
+  // BERT: positions 0..T-1, so T = 32 fits a 32-row table and T = 33 does not, padding or not
+  auto bert_run = [&](int64_t T) {
+    auto x = torch::full({1, T}, 5, torch::kLong);
+    b->forward(x, torch::zeros_like(x), torch::ones_like(x));
+  };
+  EXPECT_NO_THROW(bert_run(32));
+  EXPECT_EQ(kind_of([&] { bert_run(33); }), ErrorKind::InvalidArgument);
 }
 
 }  // namespace

@@ -191,9 +191,13 @@ def main():
                 if k == "Fisher" else "")
         print(f"{k:14}{med[k]:>9.1f} ex/s{hmed[k]:>11.1f} ex/s{med[k] / hmed[k]:>7.2f}x{note}")
     if a.repeats > 1:
+        # The two sides of one repeat run back to back: their ratio moves less with this machine's
+        # drift than either side's median, so the median of the per-repeat ratios is printed too.
         for k in ("inference", "fine-tuning", "Fisher"):
+            ratios = [o[k] / t[k] for o, t in zip(ours, theirs)]
             print(f"  {k} per repeat: finepurify {', '.join(f'{r[k]:.1f}' for r in ours)}; "
-                  f"transformers {', '.join(f'{r[k]:.1f}' for r in theirs)}")
+                  f"transformers {', '.join(f'{r[k]:.1f}' for r in theirs)}; ratios "
+                  f"{', '.join(f'{x:.2f}' for x in ratios)} (median {statistics.median(ratios):.2f}x)")
     print(f"{'peak RSS':14}{med['rss']:>8.2f} GiB{hmed['rss']:>10.2f} GiB   (finepurify: its bench process; "
           f"transformers: this Python process, both loops)")
     sys.stdout.flush()

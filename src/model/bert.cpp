@@ -93,16 +93,17 @@ SelfAttentionImpl::SelfAttentionImpl(const ModelConfig& c)
   dropout = register_module("dropout", nn::Dropout(c.attention_probs_dropout_prob));
 }
 
-torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& ext_mask) {
-  const int64_t B = x.size(0), T = x.size(1);
-  auto split = [&](const torch::Tensor& t) { return t.view({B, T, heads_, head_dim_}).transpose(1, 2); };
-  auto q = split(linear(query, x)), k = split(linear(key, x)), v = split(linear(value, x));  // (B, nh, T, dh)
+torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& ext_mask, bool first_only) {
+  const int64_t B = x.size(0), T = x.size(1), Tq = first_only ? 1 : T;
+  auto split = [&](const torch::Tensor& t, int64_t n) { return t.view({B, n, heads_, head_dim_}).transpose(1, 2); };
+  auto q = split(linear(query, first_only ? x.narrow(1, 0, 1) : x), Tq);  // (B, nh, Tq, dh)
+  auto k = split(linear(key, x), T), v = split(linear(value, x), T);      // (B, nh, T, dh)
   // softmax(q kᵀ / √dh + mask) v in one fused kernel (transformers' default "sdpa" path); in training
   // the attention dropout falls on the probabilities inside it.
   const double p = is_training() ? dropout->options.p() : 0.0;
   auto ctx = at::scaled_dot_product_attention(q, k, v, ext_mask.defined() ? std::optional(ext_mask) : std::nullopt,
-                                              p);  // (B, nh, T, dh)
-  return ctx.transpose(1, 2).contiguous().view({B, T, heads_ * head_dim_});
+                                              p);  // (B, nh, Tq, dh)
+  return ctx.transpose(1, 2).contiguous().view({B, Tq, heads_ * head_dim_});
 }
 
 DenseResidualNormImpl::DenseResidualNormImpl(int64_t in, int64_t out, double eps, double p) {
@@ -121,8 +122,8 @@ AttentionImpl::AttentionImpl(const ModelConfig& c) {
                            DenseResidualNorm(c.hidden_size, c.hidden_size, c.layer_norm_eps, c.hidden_dropout_prob));
 }
 
-torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& ext_mask) {
-  return output(self(x, ext_mask), x);
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& ext_mask, bool first_only) {
+  return output(self(x, ext_mask, first_only), first_only ? x.narrow(1, 0, 1) : x);
 }
 
 IntermediateImpl::IntermediateImpl(const ModelConfig& c) : act_(c.hidden_act) {
@@ -149,8 +150,9 @@ torch::Tensor LayerImpl::forward(const torch::Tensor& x, const torch::Tensor& ex
   return forward_with_ffn(x, ext_mask, nullptr);
 }
 
-torch::Tensor LayerImpl::forward_with_ffn(const torch::Tensor& x, const torch::Tensor& ext_mask, torch::Tensor* ffn) {
-  auto a = attention(x, ext_mask);
+torch::Tensor LayerImpl::forward_with_ffn(const torch::Tensor& x, const torch::Tensor& ext_mask, torch::Tensor* ffn,
+                                          bool first_only) {
+  auto a = attention(x, ext_mask, first_only);
   auto h = intermediate(a);
   if (ffn) *ffn = h;
   return output(h, a);
@@ -203,9 +205,16 @@ ForwardOutput SequenceClassifierImpl::forward(const torch::Tensor& input_ids, co
   if (!attention_mask.all().item<bool>())
     ext = (1.0 - attention_mask.to(x.dtype()).unsqueeze(1).unsqueeze(2)) * std::numeric_limits<float>::lowest();
   if (opt.output_hidden_states) out.hidden_states.push_back(x);
-  for (auto& layer : base->layer_list) {
+  // The head reads the first position only, so the last layer computes only that position's output
+  // (its keys and values still come from every position): the same logits for about 1/L less work.
+  // Callers that read every position's states, and the Fisher's tape (which records whole layers),
+  // get the full last layer.
+  const bool cls_last = !opt.output_hidden_states && !opt.output_ffn_activations && !g_tape;
+  for (size_t i = 0; i < base->layer_list.size(); ++i) {
+    auto& layer = base->layer_list[i];
     torch::Tensor ffn;
-    x = layer->forward_with_ffn(x, ext, opt.output_ffn_activations ? &ffn : nullptr);
+    x = layer->forward_with_ffn(x, ext, opt.output_ffn_activations ? &ffn : nullptr,
+                                cls_last && i + 1 == base->layer_list.size());
     if (opt.output_ffn_activations) out.ffn_activations.push_back(ffn);
     if (opt.output_hidden_states) out.hidden_states.push_back(x);
   }

@@ -64,8 +64,10 @@ TORCH_MODULE(Embeddings);
 class SelfAttentionImpl : public torch::nn::Module {
  public:
   explicit SelfAttentionImpl(const ModelConfig& c);
-  /// x: (B, T, H); ext_mask: (B, 1, 1, T) additive, or undefined when every position is attended. Returns (B, T, H).
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& ext_mask);
+  /// x: (B, T, H); ext_mask: (B, 1, 1, T) additive, or undefined when every position is attended.
+  /// Returns (B, T, H), or with first_only (B, 1, H): only the first position queries (keys and values
+  /// still come from every position).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& ext_mask, bool first_only = false);
   torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr};
   torch::nn::Dropout dropout{nullptr};
 
@@ -89,7 +91,8 @@ TORCH_MODULE(DenseResidualNorm);
 class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const ModelConfig& c);
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& ext_mask);  // (B,T,H) -> (B,T,H)
+  /// (B,T,H) -> (B,T,H), or (B,1,H) with first_only
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& ext_mask, bool first_only = false);
   SelfAttention self{nullptr};
   DenseResidualNorm output{nullptr};
 };
@@ -111,8 +114,11 @@ class LayerImpl : public torch::nn::Module {
  public:
   explicit LayerImpl(const ModelConfig& c);
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& ext_mask);  // (B,T,H) -> (B,T,H)
-  /// Same, also returning the FFN intermediate activation (B, T, I) (used by fine-pruning).
-  torch::Tensor forward_with_ffn(const torch::Tensor& x, const torch::Tensor& ext_mask, torch::Tensor* ffn);
+  /// Same, also returning the FFN intermediate activation (B, T, I) (used by fine-pruning). With
+  /// first_only only the first position's output is computed: (B, 1, H), the same values as row 0 of
+  /// the full output (every position's keys and values still enter the attention).
+  torch::Tensor forward_with_ffn(const torch::Tensor& x, const torch::Tensor& ext_mask, torch::Tensor* ffn,
+                                 bool first_only = false);
   Attention attention{nullptr};
   Intermediate intermediate{nullptr};
   DenseResidualNorm output{nullptr};

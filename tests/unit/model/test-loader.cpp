@@ -536,4 +536,41 @@ TEST(Loader, RobertaPositionIdsOnPaddedBatch) {
   EXPECT_EQ(kind_of([&] { bert_run(33); }), ErrorKind::InvalidArgument);
 }
 
+// The last layer computes only the first position (all the head reads): the same logits and gradients
+// as the full layer, which the forward still runs when every position's states are asked for.
+TEST(Model, FirstPositionLastLayerEqualsTheFullLayer) {
+  for (const std::string type : {"bert", "roberta"}) {
+    auto cfg = tiny_config(type);
+    cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = 0;
+    auto m = model::make_random_classifier(cfg, 21);
+    m->train();
+    const int64_t pad = cfg.pad_token_id;
+    auto ids = torch::tensor(std::vector<int64_t>{2, 5, 6, 7, 9, 3, 2, 8, 4, 3, pad, pad}).view({2, 6});
+    auto mask = torch::tensor({{1, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 0, 0}}, torch::kLong);
+    auto types = torch::zeros_like(ids);
+    auto labels = torch::tensor({1, 0}, torch::kLong);
+    auto run = [&](bool full) {
+      m->zero_grad();
+      model::ForwardOptions o;
+      o.output_hidden_states = full;  // reads every position: the full last layer
+      auto out = m->forward(ids, types, mask, o);
+      torch::cross_entropy_loss(out.logits, labels).backward();
+      std::map<std::string, torch::Tensor> g;
+      for (auto& p : m->named_parameters()) g[p.key()] = p.value().grad().clone();
+      return std::pair{out.logits.detach(), g};
+    };
+    auto [l_full, g_full] = run(true);
+    auto [l_first, g_first] = run(false);
+    EXPECT_LT((l_full - l_first).abs().max().item<double>(), 1e-6) << type;
+    EXPECT_GT(l_full.abs().max().item<double>(), 1e-3) << type;
+    // the attention key bias's gradient is zero in exact arithmetic: rounding noise, held to the whole scale
+    double all = 0;
+    for (auto& [name, g] : g_full) all = std::max(all, g.abs().max().item<double>());
+    for (auto& [name, g] : g_full) {
+      const double tol = 1e-5 * g.abs().max().item<double>() + 1e-7 * all;
+      EXPECT_LT((g - g_first.at(name)).abs().max().item<double>(), tol) << type << " " << name;
+    }
+  }
+}
+
 }  // namespace

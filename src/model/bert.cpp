@@ -207,9 +207,10 @@ ForwardOutput SequenceClassifierImpl::forward(const torch::Tensor& input_ids, co
   if (opt.output_hidden_states) out.hidden_states.push_back(x);
   // The head reads the first position only, so the last layer computes only that position's output
   // (its keys and values still come from every position): the same logits for about 1/L less work.
-  // Callers that read every position's states, and the Fisher's tape (which records whole layers),
-  // get the full last layer.
-  const bool cls_last = !opt.output_hidden_states && !opt.output_ffn_activations && !g_tape;
+  // Callers that read every position's states get the full last layer. The Fisher's tape records the
+  // last layer's first-position Linears and LayerNorms as (B, 1, .): the other positions' gradients
+  // there are zero, so its per-example sums are the same.
+  const bool cls_last = !opt.output_hidden_states && !opt.output_ffn_activations;
   for (size_t i = 0; i < base->layer_list.size(); ++i) {
     auto& layer = base->layer_list[i];
     torch::Tensor ffn;

@@ -95,8 +95,7 @@ void add_embedding(torch::Tensor& acc, const torch::Tensor& g, const torch::Tens
 /// acc += sum_n per_n^2 for per-example gradients `per` (B, ...) of a parameter shaped like acc.
 void add_squares(torch::Tensor& acc, const torch::Tensor& per) { acc.add_(per.to(torch::kFloat64).square().sum(0)); }
 
-/// acc += sum_n (sum_t a_nt ⊗ b_nt)^2 with a (B, T, out), b (B, T, in), in chunks of at most
-/// kFloat32Group examples so that the (chunk, out, in) per-example gradients stay small.
+/// acc += sum_n (sum_t a_nt ⊗ b_nt)^2 with a (B, T, out), b (B, T, in).
 void add_outer(torch::Tensor& acc, const torch::Tensor& a, const torch::Tensor& b) {
   // Squares of <= 32 examples are summed in float32 (relative error <= 31 u = 1.8e-6 in the worst
   // case, 3.3e-7 measured on MiniLM-shaped gradients), then added to the float64 accumulator. A
@@ -104,12 +103,36 @@ void add_outer(torch::Tensor& acc, const torch::Tensor& a, const torch::Tensor& 
   // (bench/fisher-reduction.py) and was most of the batched Fisher's time.
   constexpr int64_t kFloat32Group = 32;
   const int64_t B = a.size(0), out = a.size(2), in = b.size(2);
+  if (a.size(1) == 1) {
+    // One position per example (the head, the last layer's first-position rows): (a_n ⊗ b_n)² =
+    // a_n² ⊗ b_n², so the sum over the examples is one product, (a²)ᵀ b², with no per-example tensor.
+    for (int64_t s = 0; s < B; s += kFloat32Group) {
+      const int64_t e = std::min(B, s + kFloat32Group);
+      acc.add_(torch::mm(a.slice(0, s, e).select(1, 0).square().t(), b.slice(0, s, e).select(1, 0).square()));
+    }
+    return;
+  }
+  // The per-example gradients are formed a few at a time, at most 2^20 floats (4 MB), so that squaring
+  // and summing them reads the cache rather than memory; their squares go into a float32 buffer, which
+  // joins the accumulator every <= 32 examples.
   const int64_t chunk =
-      std::clamp<int64_t>((int64_t{1} << 24) / std::max<int64_t>(1, out * in), 1, kFloat32Group);
+      std::clamp<int64_t>((int64_t{1} << 20) / std::max<int64_t>(1, out * in), 1, kFloat32Group);
+  torch::Tensor buf;  // (out, in) float32
+  int64_t in_buf = 0;
   for (int64_t s = 0; s < B; s += chunk) {
     const int64_t e = std::min(B, s + chunk);
     auto G = torch::bmm(a.slice(0, s, e).transpose(1, 2), b.slice(0, s, e));  // (c, out, in)
-    acc.add_(G.square_().sum(0));
+    if (!buf.defined()) buf = torch::zeros({out, in}, G.options());
+    if (e - s == 1)
+      buf.addcmul_(G[0], G[0]);
+    else
+      buf.add_(G.square_().sum(0));
+    in_buf += e - s;
+    if (e == B || in_buf + chunk > kFloat32Group) {
+      acc.add_(buf);
+      buf.zero_();
+      in_buf = 0;
+    }
   }
 }
 

@@ -18,7 +18,7 @@ namespace finepurify::model {
 struct ActivationTape {
   struct Linear {
     const torch::nn::LinearImpl* module;
-    torch::Tensor x, y;  ///< (B, T, in) / (B, T, out), or (B, in) / (B, out) in the head
+    torch::Tensor x, y;  ///< (B, T, in) / (B, T, out) (T = 1 for the last layer's first-position-only Linears), or (B, in) / (B, out) in the head
   };
   struct Norm {
     const torch::nn::LayerNormImpl* module;

@@ -146,7 +146,10 @@ TEST(BackdoorSst2, ScanFindsTriggerAndPurifyKeepsBudget) {
   const double neg_error = 1.0 - json::parse(out.substr(out.find('{')))["accuracy"].get<double>();
   std::cout << "neutralized test: accuracy " << nev["accuracy"] << " (suspect " << suspect_test << ") ASR " << nev["asr"]
             << " error on clean negatives " << neg_error << "\n";
-  EXPECT_GE(nev["accuracy"].get<double>(), suspect_test - 0.03);
+  // The knob rule lets the clean-dev accuracy fall to its line (3 points and half a standard error of
+  // the suspect's dev accuracy below it): the test accuracy may fall as far, no further.
+  const double allowed_drop = nrep["suspect"]["clean_dev_accuracy"].get<double>() - line_of(nrep);
+  EXPECT_GE(nev["accuracy"].get<double>(), suspect_test - allowed_drop);
   EXPECT_LE(nev["asr"].get<double>(), neg_error + 0.10);
   EXPECT_LE(nev["asr"].get<double>(), 0.5);
 }

@@ -205,12 +205,14 @@ ForwardOutput SequenceClassifierImpl::forward(const torch::Tensor& input_ids, co
   if (!attention_mask.all().item<bool>())
     ext = (1.0 - attention_mask.to(x.dtype()).unsqueeze(1).unsqueeze(2)) * std::numeric_limits<float>::lowest();
   if (opt.output_hidden_states) out.hidden_states.push_back(x);
-  // The head reads the first position only, so the last layer computes only that position's output
-  // (its keys and values still come from every position): the same logits for about 1/L less work.
-  // Callers that read every position's states get the full last layer. The Fisher's tape records the
-  // last layer's first-position Linears and LayerNorms as (B, 1, .): the other positions' gradients
-  // there are zero, so its per-example sums are the same.
-  const bool cls_last = !opt.output_hidden_states && !opt.output_ffn_activations;
+  // The head reads the first position only, so in eval mode (inference, the Fisher) the last layer
+  // computes only that position's output (its keys and values still come from every position): the
+  // same logits for about 1/L less work. The Fisher's tape records that layer's first-position Linears
+  // and LayerNorms as (B, 1, .): the other positions' gradients there are zero, so its per-example sums
+  // are the same. Training keeps the whole layer: with dropout on, fewer elements draw a different
+  // random stream, which moved the toy model's end-to-end results (tests/python/test_frontend.py).
+  // Callers that read every position's states get the whole layer too.
+  const bool cls_last = !is_training() && !opt.output_hidden_states && !opt.output_ffn_activations;
   for (size_t i = 0; i < base->layer_list.size(); ++i) {
     auto& layer = base->layer_list[i];
     torch::Tensor ffn;

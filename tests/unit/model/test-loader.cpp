@@ -536,14 +536,14 @@ TEST(Loader, RobertaPositionIdsOnPaddedBatch) {
   EXPECT_EQ(kind_of([&] { bert_run(33); }), ErrorKind::InvalidArgument);
 }
 
-// The last layer computes only the first position (all the head reads): the same logits and gradients
-// as the full layer, which the forward still runs when every position's states are asked for.
+// In eval mode the last layer computes only the first position (all the head reads): the same logits and
+// gradients as the full layer, which the forward still runs when every position's states are asked for.
 TEST(Model, FirstPositionLastLayerEqualsTheFullLayer) {
   for (const std::string type : {"bert", "roberta"}) {
     auto cfg = tiny_config(type);
     cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = 0;
     auto m = model::make_random_classifier(cfg, 21);
-    m->train();
+    m->eval();  // the first-position path is taken in eval mode (inference, the Fisher)
     const int64_t pad = cfg.pad_token_id;
     auto ids = torch::tensor(std::vector<int64_t>{2, 5, 6, 7, 9, 3, 2, 8, 4, 3, pad, pad}).view({2, 6});
     auto mask = torch::tensor({{1, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 0, 0}}, torch::kLong);

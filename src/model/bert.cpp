@@ -36,6 +36,15 @@ torch::Tensor layer_norm(nn::LayerNorm& ln, const torch::Tensor& x) {
   }
   return y;
 }
+
+/// Dropout of a first-position slice x (B, 1, ...) of a tensor shaped full: the keep mask is drawn for
+/// the whole tensor and its first position taken, so the random stream (and every value) is that of
+/// dropping out the full tensor. The first-position last layer trains with it and stays equal to the
+/// whole layer, dropout included.
+torch::Tensor first_position_dropout(const torch::Tensor& x, at::IntArrayRef full, int64_t dim, double p) {
+  auto keep = torch::dropout(torch::ones(full, x.options()), p, /*train=*/true);  // 0 or 1/(1-p)
+  return x * keep.narrow(dim, 0, 1);
+}
 }  // namespace
 
 ActivationTape::Scope::Scope(ActivationTape& tape) {
@@ -101,8 +110,16 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Te
   // softmax(q kᵀ / √dh + mask) v in one fused kernel (transformers' default "sdpa" path); in training
   // the attention dropout falls on the probabilities inside it.
   const double p = is_training() ? dropout->options.p() : 0.0;
-  auto ctx = at::scaled_dot_product_attention(q, k, v, ext_mask.defined() ? std::optional(ext_mask) : std::nullopt,
-                                              p);  // (B, nh, Tq, dh)
+  torch::Tensor ctx;  // (B, nh, Tq, dh)
+  if (first_only && p > 0) {
+    // the same steps as the kernel's training path (math: at::dropout on the probabilities), with the
+    // keep mask drawn for all T queries so that the stream matches the whole layer's
+    auto s = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(head_dim_));  // (B, nh, 1, T)
+    if (ext_mask.defined()) s = s + ext_mask;
+    ctx = torch::matmul(first_position_dropout(torch::softmax(s, -1), {B, heads_, T, T}, 2, p), v);
+  } else {
+    ctx = at::scaled_dot_product_attention(q, k, v, ext_mask.defined() ? std::optional(ext_mask) : std::nullopt, p);
+  }
   return ctx.transpose(1, 2).contiguous().view({B, Tq, heads_ * head_dim_});
 }
 
@@ -112,8 +129,15 @@ DenseResidualNormImpl::DenseResidualNormImpl(int64_t in, int64_t out, double eps
   dropout = register_module("dropout", nn::Dropout(p));
 }
 
-torch::Tensor DenseResidualNormImpl::forward(const torch::Tensor& x, const torch::Tensor& residual) {
-  return layer_norm(LayerNorm, dropout(linear(dense, x)) + residual);
+torch::Tensor DenseResidualNormImpl::forward(const torch::Tensor& x, const torch::Tensor& residual,
+                                             int64_t full_positions) {
+  auto y = linear(dense, x);
+  const double p = dropout->options.p();
+  if (full_positions > 0 && is_training() && p > 0)
+    y = first_position_dropout(y, {y.size(0), full_positions, y.size(2)}, 1, p);
+  else
+    y = dropout(y);
+  return layer_norm(LayerNorm, y + residual);
 }
 
 AttentionImpl::AttentionImpl(const ModelConfig& c) {
@@ -123,7 +147,8 @@ AttentionImpl::AttentionImpl(const ModelConfig& c) {
 }
 
 torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& ext_mask, bool first_only) {
-  return output(self(x, ext_mask, first_only), first_only ? x.narrow(1, 0, 1) : x);
+  if (!first_only) return output(self(x, ext_mask), x);
+  return output(self(x, ext_mask, true), x.narrow(1, 0, 1), x.size(1));
 }
 
 IntermediateImpl::IntermediateImpl(const ModelConfig& c) : act_(c.hidden_act) {
@@ -155,7 +180,7 @@ torch::Tensor LayerImpl::forward_with_ffn(const torch::Tensor& x, const torch::T
   auto a = attention(x, ext_mask, first_only);
   auto h = intermediate(a);
   if (ffn) *ffn = h;
-  return output(h, a);
+  return output(h, a, first_only ? x.size(1) : 0);
 }
 
 BaseModelImpl::BaseModelImpl(const ModelConfig& c) {
@@ -205,14 +230,14 @@ ForwardOutput SequenceClassifierImpl::forward(const torch::Tensor& input_ids, co
   if (!attention_mask.all().item<bool>())
     ext = (1.0 - attention_mask.to(x.dtype()).unsqueeze(1).unsqueeze(2)) * std::numeric_limits<float>::lowest();
   if (opt.output_hidden_states) out.hidden_states.push_back(x);
-  // The head reads the first position only, so in eval mode (inference, the Fisher) the last layer
-  // computes only that position's output (its keys and values still come from every position): the
-  // same logits for about 1/L less work. The Fisher's tape records that layer's first-position Linears
-  // and LayerNorms as (B, 1, .): the other positions' gradients there are zero, so its per-example sums
-  // are the same. Training keeps the whole layer: with dropout on, fewer elements draw a different
-  // random stream, which moved the toy model's end-to-end results (tests/python/test_frontend.py).
-  // Callers that read every position's states get the whole layer too.
-  const bool cls_last = !is_training() && !opt.output_hidden_states && !opt.output_ffn_activations;
+  // The head reads the first position only, so the last layer computes only that position's output
+  // (its keys and values still come from every position): the same logits and gradients for about 1/L
+  // less work. The Fisher's tape records that layer's first-position Linears and LayerNorms as (B, 1, .):
+  // the other positions' gradients there are zero, so its per-example sums are the same. In training its
+  // dropout masks are drawn for the whole layer and sliced (first_position_dropout), so the random
+  // stream, and so a seeded run, is the whole layer's. Callers that read every position's states get
+  // the whole layer.
+  const bool cls_last = !opt.output_hidden_states && !opt.output_ffn_activations;
   for (size_t i = 0; i < base->layer_list.size(); ++i) {
     auto& layer = base->layer_list[i];
     torch::Tensor ffn;

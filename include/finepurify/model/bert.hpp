@@ -66,7 +66,7 @@ class SelfAttentionImpl : public torch::nn::Module {
   explicit SelfAttentionImpl(const ModelConfig& c);
   /// x: (B, T, H); ext_mask: (B, 1, 1, T) additive, or undefined when every position is attended.
   /// Returns (B, T, H), or with first_only (B, 1, H): only the first position queries (keys and values
-  /// still come from every position).
+  /// still come from every position); in training its attention dropout draws as for all T queries.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& ext_mask, bool first_only = false);
   torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr};
   torch::nn::Dropout dropout{nullptr};
@@ -80,8 +80,9 @@ TORCH_MODULE(SelfAttention);
 class DenseResidualNormImpl : public torch::nn::Module {
  public:
   DenseResidualNormImpl(int64_t in, int64_t out, double eps, double dropout);
-  /// x: (B, T, in), residual: (B, T, out) -> (B, T, out)
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& residual);
+  /// x: (B, T, in), residual: (B, T, out) -> (B, T, out). full_positions > 0 marks x as the first
+  /// position (T = 1) of a full_positions-long layer: in training the dropout draws as for the full one.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& residual, int64_t full_positions = 0);
   torch::nn::Linear dense{nullptr};
   torch::nn::LayerNorm LayerNorm{nullptr};
   torch::nn::Dropout dropout{nullptr};

@@ -573,4 +573,43 @@ TEST(Model, FirstPositionLastLayerEqualsTheFullLayer) {
   }
 }
 
+// Training: the first-position last layer draws its dropout masks for the whole layer and slices them,
+// so a seeded training step gives the whole layer's logits and gradients, dropout included.
+TEST(Model, FirstPositionLastLayerTrainsAsTheFullLayer) {
+  for (const std::string type : {"bert", "roberta"}) {
+    auto cfg = tiny_config(type);
+    cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = 0.3;
+    auto m = model::make_random_classifier(cfg, 22);
+    m->train();
+    const int64_t pad = cfg.pad_token_id;
+    auto ids = torch::tensor(std::vector<int64_t>{2, 5, 6, 7, 9, 3, 2, 8, 4, 3, pad, pad}).view({2, 6});
+    auto mask = torch::tensor({{1, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 0, 0}}, torch::kLong);
+    auto types = torch::zeros_like(ids);
+    auto labels = torch::tensor({1, 0}, torch::kLong);
+    auto run = [&](bool full, uint64_t seed) {
+      m->zero_grad();
+      torch::manual_seed(seed);
+      model::ForwardOptions o;
+      o.output_hidden_states = full;  // reads every position: the full last layer
+      auto out = m->forward(ids, types, mask, o);
+      torch::cross_entropy_loss(out.logits, labels).backward();
+      std::map<std::string, torch::Tensor> g;
+      for (auto& p : m->named_parameters()) g[p.key()] = p.value().grad().clone();
+      return std::pair{out.logits.detach(), g};
+    };
+    auto [l_full, g_full] = run(true, 5);
+    auto [l_first, g_first] = run(false, 5);
+    auto [l_other, g_other] = run(false, 6);
+    EXPECT_LT((l_full - l_first).abs().max().item<double>(), 1e-5) << type;
+    // the dropout is live: another seed moves the logits
+    EXPECT_GT((l_full - l_other).abs().max().item<double>(), 1e-3) << type;
+    double all = 0;
+    for (auto& [name, g] : g_full) all = std::max(all, g.abs().max().item<double>());
+    for (auto& [name, g] : g_full) {
+      const double tol = 1e-5 * g.abs().max().item<double>() + 1e-6 * all;
+      EXPECT_LT((g - g_first.at(name)).abs().max().item<double>(), tol) << type << " " << name;
+    }
+  }
+}
+
 }  // namespace

@@ -64,12 +64,15 @@ std::map<std::string, torch::Tensor> select_reset(const std::vector<std::string>
                                                   Scope scope, WordEmbedding policy, const std::string& word);
 
 /// The k-th largest value (1-based) over all tensors' elements by radix selection on the float
-/// bit patterns (4 passes of 8 bits), and how many elements are strictly larger.
+/// bit patterns, and how many elements are strictly larger: histogram passes of 11, 11 and 10 bits,
+/// until at most `gather_at_most` elements (and at most a 16th of them, or 65,536) match the bits
+/// decided so far; those are gathered and finished by nth_element (the parameter exists for tests
+/// of both paths).
 struct Threshold {
   float value = 0;
   int64_t above = 0;  ///< elements with r > value
 };
-Threshold kth_largest(const std::vector<torch::Tensor>& values, int64_t k);
+Threshold kth_largest(const std::vector<torch::Tensor>& values, int64_t k, int64_t gather_at_most = int64_t{1} << 22);
 
 /// Number of selected dimensions in a mask set.
 int64_t count_selected(const std::map<std::string, torch::Tensor>& masks);

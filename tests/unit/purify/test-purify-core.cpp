@@ -129,6 +129,48 @@ TEST(Select, KthLargestMatchesSort) {
   EXPECT_THROW(purify::kth_largest(vals, 0), Error);
 }
 
+// Both paths of the radix selection (histogram levels only; histograms then the gathered
+// candidates; candidates at once) against a sort, with many ties and zeros.
+TEST(Select, KthLargestHistogramAndGatherPathsMatchSort) {
+  torch::manual_seed(1);
+  std::vector<torch::Tensor> vals = {torch::randint(0, 40, {3000}).to(torch::kFloat32) * 0.25f,
+                                     torch::rand({50, 41}).square() * 1e-20f, torch::zeros({300}),
+                                     torch::full({7}, std::numeric_limits<float>::max())};
+  std::vector<float> all;
+  for (auto& v : vals) all.insert(all.end(), v.data_ptr<float>(), v.data_ptr<float>() + v.numel());
+  std::sort(all.rbegin(), all.rend());
+  for (int64_t gather : {int64_t{0}, int64_t{50}, int64_t{1} << 22})
+    for (int64_t k : {1, 7, 8, 100, 1234, 3000, 3001, 5000, 5300, static_cast<int>(all.size())}) {
+      auto t = purify::kth_largest(vals, k, gather);
+      EXPECT_EQ(t.value, all[k - 1]) << k << " gather " << gather;
+      EXPECT_EQ(t.above, std::count_if(all.begin(), all.end(), [&](float x) { return x > all[k - 1]; }))
+          << k << " gather " << gather;
+    }
+}
+
+// Selection across the parallel chunks (tensors longer than one work item) equals the first k of a
+// stable descending sort: ties in (tensor order, flat index) order.
+TEST(Select, GlobalSelectionEqualsAStableSort) {
+  torch::manual_seed(2);
+  std::map<std::string, torch::Tensor> r = {{"a", torch::randint(0, 5, {700000}).to(torch::kFloat32)},
+                                            {"b", torch::randint(0, 5, {300001}).to(torch::kFloat32)},
+                                            {"c", torch::rand({1000})}};
+  std::vector<std::string> order = {"c", "a", "b"};
+  std::vector<torch::Tensor> flat;
+  for (auto& n : order) flat.push_back(r[n].view(-1));
+  auto all = torch::cat(flat);
+  auto idx = std::get<1>(all.sort(/*stable=*/true, /*dim=*/0, /*descending=*/true));
+  for (double rho : {0.001, 0.3, 0.61, 1.0}) {
+    const int64_t k = std::llround(rho * all.numel());
+    auto want = torch::zeros({all.numel()}, torch::kBool);
+    want.index_fill_(0, idx.slice(0, 0, k), true);
+    auto got = purify::select_top(order, r, rho, purify::Scope::Global);
+    std::vector<torch::Tensor> got_flat;
+    for (auto& n : order) got_flat.push_back(got[n].view(-1));
+    EXPECT_TRUE(torch::equal(torch::cat(got_flat), want)) << rho;
+  }
+}
+
 TEST(Select, ExactCountDeterministicTies) {
   std::map<std::string, torch::Tensor> r = {{"a", torch::tensor({1.f, 2.f, 2.f, 0.f})},
                                             {"b", torch::tensor({2.f, 2.f, 5.f})}};
@@ -237,6 +279,43 @@ TEST(Indicators, FormulasAndEpsilon) {
   EXPECT_THROW(purify::compute_indicators(a, ft, nullptr, o), Error);
   EXPECT_THROW(util::parse_enum<purify::Indicator>("nope"), Error);
   EXPECT_EQ(util::parse_enum<purify::Indicator>("inverse-fisher"), purify::Indicator::InverseFisher);
+}
+
+// The one-pass indicator equals the formula written with tensor operations bit for bit (delta in
+// float32, the ratio in float64, rounded), special values included: F = 0, NaN, inf.
+TEST(Indicators, OnePassEqualsTheTensorFormula) {
+  torch::manual_seed(3);
+  purify::Alignment a;
+  a.aligned = {"w"};
+  const int64_t n = 600001;  // more than one parallel work item
+  a.pre["w"] = torch::randn({n});
+  auto ftw = a.pre["w"] + torch::randn({n}) * 1e-3;
+  auto fw = torch::rand({n}).square() * 1e-4;
+  fw.slice(0, 0, 1000).zero_();
+  ftw[5] = std::numeric_limits<float>::quiet_NaN();
+  ftw[6] = std::numeric_limits<float>::infinity();
+  std::map<std::string, torch::Tensor> ft = {{"w", ftw}}, f = {{"w", fw}};
+  for (auto ind : {purify::Indicator::FisherRatio, purify::Indicator::Magnitude, purify::Indicator::InverseFisher}) {
+    purify::IndicatorOptions o;
+    o.indicator = ind;
+    o.epsilon_scale = 0.5;
+    double eps = 0;
+    auto got = purify::compute_indicators(a, ft, &f, o, &eps)["w"];
+    auto delta = ftw - a.pre["w"];
+    torch::Tensor want;
+    if (ind == purify::Indicator::FisherRatio)
+      want = (delta.to(torch::kFloat64).square() / (fw.to(torch::kFloat64) + eps)).to(torch::kFloat32);
+    else if (ind == purify::Indicator::Magnitude)
+      want = delta.square();
+    else
+      want = (1.0 / (fw.to(torch::kFloat64) + eps)).to(torch::kFloat32);
+    want = torch::nan_to_num(want, 0.0, std::numeric_limits<float>::max(), 0.0).clamp_min(0.0);
+    EXPECT_TRUE(torch::equal(got, want)) << util::name_of(ind);
+    if (ind != purify::Indicator::InverseFisher) {  // NaN -> 0, inf -> the largest float
+      EXPECT_EQ(got[5].item<float>(), 0.0f);
+      EXPECT_EQ(got[6].item<float>(), std::numeric_limits<float>::max());
+    }
+  }
 }
 
 TEST(Indicators, EpsilonRelativeToEachTensor) {

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""The matrix products alone of a BERT inference and training step, timed on the venv's torch: the
+ceiling any implementation that does the same work reaches on this machine and thread count.
+
+A training step of a BERT encoder is almost all matrix products (per layer: query, key, value,
+attention output, the two FFN Linears, and the two attention products per head; backward: the input
+and the weight gradient of each). This times exactly those products, with the real shapes of a
+model's config.json, batch B x T tokens, nothing else (no GELU, LayerNorm, softmax, dropout, AdamW,
+embeddings), and prints the examples/s a step would reach if that were all it did. Compared with
+the ex/s compare-hf.py measures, it says how much of a side's time is already the unavoidable
+products, and so the largest speed-up left to anything that does the same arithmetic.
+
+    .venv/bin/python bench/gemm-ceiling.py --threads 2 --batch-size 32 --seq-len 64
+"""
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=str(Path.home() / ".cache/finepurify/models/all-MiniLM-L6-v2"),
+                   help="a folder with config.json (default: all-MiniLM-L6-v2 in the model store)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--seq-len", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=7)
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    c = json.loads((Path(a.model) / "config.json").read_text())
+    H, I, L, heads = c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"], c["num_attention_heads"]
+    B, T = a.batch_size, a.seq_len
+    N, d = B * T, H // heads
+    x, xi = torch.randn(N, H), torch.randn(N, I)
+    W = {(o, i): torch.randn(o, i) * 0.02 for (o, i) in [(H, H), (I, H), (H, I)]}
+    bias = {o: torch.zeros(o) for o in (H, I)}
+    q, k, v = (torch.randn(B, heads, T, d) for _ in range(3))
+    probs = torch.softmax(torch.randn(B, heads, T, T), -1)
+    linears = [(H, H, x)] * 4 + [(I, H, x), (H, I, xi)]  # (out, in, input) per layer
+
+    def forward():
+        for _ in range(L):
+            for o, i, inp in linears:
+                torch.nn.functional.linear(inp, W[(o, i)], bias[o])
+            torch.matmul(q, k.transpose(-1, -2))
+            torch.matmul(probs, v)
+
+    grads = {o: torch.randn(N, o) for o in (H, I)}
+    dprobs = torch.randn(B, heads, T, T)
+
+    def backward():
+        for _ in range(L):
+            for o, i, inp in linears:
+                torch.mm(grads[o], W[(o, i)])  # input gradient [N, in]
+                torch.mm(grads[o].t(), inp)  # weight gradient [out, in]
+            torch.matmul(dprobs, k)  # dq
+            torch.matmul(dprobs.transpose(-1, -2), q)  # dk
+            torch.matmul(probs.transpose(-1, -2), q)  # dv
+            torch.matmul(q, v.transpose(-1, -2))  # dprobs
+
+    def timed(fn):
+        fn()
+        ts = []
+        for _ in range(a.repeats):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+        return statistics.median(ts)
+
+    flops_fwd = L * (2 * N * (4 * H * H + 2 * H * I) + 4 * B * heads * T * T * d)
+    tf = timed(forward)
+    tt = timed(lambda: (forward(), backward()))
+    print(f"{c.get('_name_or_path', Path(a.model).name)}: H {H}, I {I}, {L} layers, batch {B} x {T}, {a.threads} threads, "
+          f"torch {torch.__version__}, median of {a.repeats}")
+    print(f"matrix products of inference:       {1e3 * tf:7.1f} ms  {flops_fwd / tf / 1e9:6.1f} GFLOP/s  "
+          f"ceiling {B / tf:6.1f} ex/s")
+    print(f"matrix products of a training step: {1e3 * tt:7.1f} ms  {3 * flops_fwd / tt / 1e9:6.1f} GFLOP/s  "
+          f"ceiling {B / tt:6.1f} ex/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <limits>
 #include <map>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -536,6 +537,38 @@ TEST(Loader, RobertaPositionIdsOnPaddedBatch) {
   EXPECT_EQ(kind_of([&] { bert_run(33); }), ErrorKind::InvalidArgument);
 }
 
+/// Logits and every parameter's gradient of one step on two rows (the second padded), with the full
+/// last layer (`full`: every position's hidden states asked for) or the first-position one; `seed`,
+/// when given, seeds the dropout first.
+std::pair<torch::Tensor, std::map<std::string, torch::Tensor>> one_step(model::SequenceClassifierImpl& m, bool full,
+                                                                         std::optional<uint64_t> seed = {}) {
+  const int64_t pad = m.config.pad_token_id;
+  auto ids = torch::tensor(std::vector<int64_t>{2, 5, 6, 7, 9, 3, 2, 8, 4, 3, pad, pad}).view({2, 6});
+  auto mask = torch::tensor({{1, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 0, 0}}, torch::kLong);
+  auto labels = torch::tensor({1, 0}, torch::kLong);
+  m.zero_grad();
+  if (seed) torch::manual_seed(*seed);
+  model::ForwardOptions o;
+  o.output_hidden_states = full;  // reads every position: the full last layer
+  auto out = m.forward(ids, torch::zeros_like(ids), mask, o);
+  torch::cross_entropy_loss(out.logits, labels).backward();
+  std::map<std::string, torch::Tensor> g;
+  for (auto& p : m.named_parameters()) g[p.key()] = p.value().grad().clone();
+  return {out.logits.detach(), g};
+}
+
+/// Every gradient of `got` equals `want` within rel x its own scale + abs_of_all x the largest of all
+/// (the attention key bias's gradient is zero in exact arithmetic: rounding noise, held to the whole scale).
+void expect_gradients_equal(const std::map<std::string, torch::Tensor>& want, const std::map<std::string, torch::Tensor>& got,
+                            double rel, double abs_of_all, const std::string& what) {
+  double all = 0;
+  for (auto& [name, g] : want) all = std::max(all, g.abs().max().item<double>());
+  for (auto& [name, g] : want) {
+    const double tol = rel * g.abs().max().item<double>() + abs_of_all * all;
+    EXPECT_LT((g - got.at(name)).abs().max().item<double>(), tol) << what << " " << name;
+  }
+}
+
 // In eval mode the last layer computes only the first position (all the head reads): the same logits and
 // gradients as the full layer, which the forward still runs when every position's states are asked for.
 TEST(Model, FirstPositionLastLayerEqualsTheFullLayer) {
@@ -544,32 +577,11 @@ TEST(Model, FirstPositionLastLayerEqualsTheFullLayer) {
     cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = 0;
     auto m = model::make_random_classifier(cfg, 21);
     m->eval();  // the first-position path is taken in eval mode (inference, the Fisher)
-    const int64_t pad = cfg.pad_token_id;
-    auto ids = torch::tensor(std::vector<int64_t>{2, 5, 6, 7, 9, 3, 2, 8, 4, 3, pad, pad}).view({2, 6});
-    auto mask = torch::tensor({{1, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 0, 0}}, torch::kLong);
-    auto types = torch::zeros_like(ids);
-    auto labels = torch::tensor({1, 0}, torch::kLong);
-    auto run = [&](bool full) {
-      m->zero_grad();
-      model::ForwardOptions o;
-      o.output_hidden_states = full;  // reads every position: the full last layer
-      auto out = m->forward(ids, types, mask, o);
-      torch::cross_entropy_loss(out.logits, labels).backward();
-      std::map<std::string, torch::Tensor> g;
-      for (auto& p : m->named_parameters()) g[p.key()] = p.value().grad().clone();
-      return std::pair{out.logits.detach(), g};
-    };
-    auto [l_full, g_full] = run(true);
-    auto [l_first, g_first] = run(false);
+    auto [l_full, g_full] = one_step(*m, true);
+    auto [l_first, g_first] = one_step(*m, false);
     EXPECT_LT((l_full - l_first).abs().max().item<double>(), 1e-6) << type;
     EXPECT_GT(l_full.abs().max().item<double>(), 1e-3) << type;
-    // the attention key bias's gradient is zero in exact arithmetic: rounding noise, held to the whole scale
-    double all = 0;
-    for (auto& [name, g] : g_full) all = std::max(all, g.abs().max().item<double>());
-    for (auto& [name, g] : g_full) {
-      const double tol = 1e-5 * g.abs().max().item<double>() + 1e-7 * all;
-      EXPECT_LT((g - g_first.at(name)).abs().max().item<double>(), tol) << type << " " << name;
-    }
+    expect_gradients_equal(g_full, g_first, 1e-5, 1e-7, type);
   }
 }
 
@@ -581,34 +593,13 @@ TEST(Model, FirstPositionLastLayerTrainsAsTheFullLayer) {
     cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = 0.3;
     auto m = model::make_random_classifier(cfg, 22);
     m->train();
-    const int64_t pad = cfg.pad_token_id;
-    auto ids = torch::tensor(std::vector<int64_t>{2, 5, 6, 7, 9, 3, 2, 8, 4, 3, pad, pad}).view({2, 6});
-    auto mask = torch::tensor({{1, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 0, 0}}, torch::kLong);
-    auto types = torch::zeros_like(ids);
-    auto labels = torch::tensor({1, 0}, torch::kLong);
-    auto run = [&](bool full, uint64_t seed) {
-      m->zero_grad();
-      torch::manual_seed(seed);
-      model::ForwardOptions o;
-      o.output_hidden_states = full;  // reads every position: the full last layer
-      auto out = m->forward(ids, types, mask, o);
-      torch::cross_entropy_loss(out.logits, labels).backward();
-      std::map<std::string, torch::Tensor> g;
-      for (auto& p : m->named_parameters()) g[p.key()] = p.value().grad().clone();
-      return std::pair{out.logits.detach(), g};
-    };
-    auto [l_full, g_full] = run(true, 5);
-    auto [l_first, g_first] = run(false, 5);
-    auto [l_other, g_other] = run(false, 6);
+    auto [l_full, g_full] = one_step(*m, true, 5);
+    auto [l_first, g_first] = one_step(*m, false, 5);
+    auto [l_other, g_other] = one_step(*m, false, 6);
     EXPECT_LT((l_full - l_first).abs().max().item<double>(), 1e-5) << type;
     // the dropout is live: another seed moves the logits
     EXPECT_GT((l_full - l_other).abs().max().item<double>(), 1e-3) << type;
-    double all = 0;
-    for (auto& [name, g] : g_full) all = std::max(all, g.abs().max().item<double>());
-    for (auto& [name, g] : g_full) {
-      const double tol = 1e-5 * g.abs().max().item<double>() + 1e-6 * all;
-      EXPECT_LT((g - g_first.at(name)).abs().max().item<double>(), tol) << type << " " << name;
-    }
+    expect_gradients_equal(g_full, g_first, 1e-5, 1e-6, type);
   }
 }
 

@@ -13,6 +13,7 @@
 #include "finepurify/error.hpp"
 #include "finepurify/model/loader.hpp"
 #include "finepurify/purify/unlearn.hpp"
+#include "finepurify/util/memory.hpp"
 #include "finepurify/util/runtime.hpp"
 
 namespace finepurify::purify {
@@ -167,7 +168,7 @@ class Run {
   train::TokenizedSet unlearn_train_;
   bool unlearn_ = false;
   std::vector<torch::Tensor> activations_;
-  std::map<double, Masks> states_;  // purified weights per evaluated rho
+  std::map<double, Masks> states_;  // purified weights of the evaluated rho that can still be chosen
 };
 
 void Run::prepare_neutralization() {
@@ -221,6 +222,7 @@ void Run::prepare() {
     const auto word = m_.word_embedding_name();
     epur_ = epur_mask(diag_.ft.at(word), a.pre.at(word), train_, opt_.epur_rows);
   }
+  diag_.fisher.clear();  // summarised and turned into the indicator: one model-sized copy less from here on
 }
 
 /// Puts the weights at the knob value: w_FT with the pruned neurons zeroed (their gradients masked
@@ -256,6 +258,10 @@ Masks Run::apply_knob(double rho, train::TrainOptions& topt) {
 
 EvaluatedPoint Run::evaluate(double rho) {
   auto t0 = std::chrono::steady_clock::now();
+  // The previous point's training buffers and dropped weights go back to the system first: the
+  // allocator keeps free pages (jemalloc without decay, tools/finepurify/main.cpp) and without this a
+  // bert-base purify grew ~0.7 GB a point (docs/perf.md).
+  util::release_free_memory();
   model::restore(m_, diag_.ft);
   EvaluatedPoint pt;
   pt.rho = rho;
@@ -309,9 +315,16 @@ void Run::search() {
     lo = choose_knob(pts, res_.suspect_dev_accuracy, *opt_.max_acc_drop, opt_.knob_rule, dev_.size());
   } else {  // accuracy falls as rho grows: binary search for the largest grid value over the budget line
     int64_t hi = static_cast<int64_t>(grid.size());
+    // Only the weights that can still be chosen are kept: the last point within budget.
     while (hi - lo > 1) {
       int64_t mid = (lo + hi) / 2;
-      if (evaluate(grid[mid]).within_budget) lo = mid; else hi = mid;
+      if (evaluate(grid[mid]).within_budget) {
+        if (lo >= 0) states_.erase(grid[lo]);
+        lo = mid;
+      } else {
+        states_.erase(grid[mid]);
+        hi = mid;
+      }
     }
   }
   if (lo >= 0) {

@@ -1,6 +1,6 @@
 // Unit tests of the baseline defenses on tiny generated models: fine-pruning masks and their
 // persistence through fine-tuning, knob 0 = plain fine-tuning, finetune / reinit single points,
-// E-PUR row choice, the grid sweep.
+// E-PUR row choice, the grid sweep, the binary search's returned weights.
 #include <gtest/gtest.h>
 
 #include "finepurify/error.hpp"
@@ -135,4 +135,29 @@ TEST(Sweep, EvaluatesEveryGridValueAndPicksTheLargestWithinBudget) {
   for (auto& pt : res.evaluated) EXPECT_EQ(pt.measured.test_accuracy, pt.dev_accuracy);
   EXPECT_EQ(res.chosen_rho, 0.3);
   EXPECT_LT(res.evaluated[0].rho, res.evaluated[1].rho);  // sorted grid, every value evaluated
+}
+
+// The binary search keeps only the weights that can still be chosen (the last point within budget),
+// and the model it returns is the chosen point's: equal to a run of that single point.
+TEST(Search, ReturnsTheChosenPointsWeights) {
+  auto p = fp_test::make_tiny_pair("search");
+  auto [tr, dv] = purify::split_clean(fp_test::tiny_data(40, 9), 0.25, 1);
+  fp_test::TinyTokenizer tok;
+  const auto suspect = model::snapshot(*p.ft);
+  auto o = tiny_options(purify::Defense::Magnitude);
+  o.max_acc_drop = 100;  // every point within budget: the search climbs 0.2, 0.3, 0.4
+  o.grid = {0.1, 0.2, 0.3, 0.4};
+  auto res = purify::purify(*p.ft, p.pre_dir, tr, dv, tok, o, torch::kCPU);
+  ASSERT_EQ(res.evaluated.size(), 3u);
+  EXPECT_EQ(res.chosen_rho, 0.4);
+  const auto searched = model::snapshot(*p.ft);
+  model::restore(*p.ft, suspect);
+  auto one = tiny_options(purify::Defense::Magnitude);
+  one.reset_fraction = 0.4;
+  purify::purify(*p.ft, p.pre_dir, tr, dv, tok, one, torch::kCPU);
+  const auto single = model::snapshot(*p.ft);
+  ASSERT_EQ(searched.size(), single.size());
+  for (auto& [n, t] : single) EXPECT_TRUE(torch::equal(searched.at(n), t)) << n;
+  // and it is not the suspect or an earlier point's weights
+  EXPECT_FALSE(torch::equal(searched.at(kIn0), suspect.at(kIn0)));
 }

@@ -1,6 +1,7 @@
 // BERT / RoBERTa encoder and sequence-classification heads (mirrors transformers' modeling_bert.py
 // and modeling_roberta.py, eval-mode outputs match them to float32 rounding).
 #include "finepurify/model/bert.hpp"
+#include "finepurify/model/dropout.hpp"
 
 #include <cmath>
 #include <limits>
@@ -42,8 +43,8 @@ torch::Tensor layer_norm(nn::LayerNorm& ln, const torch::Tensor& x) {
 /// dropping out the full tensor. The first-position last layer trains with it and stays equal to the
 /// whole layer, dropout included.
 torch::Tensor first_position_dropout(const torch::Tensor& x, at::IntArrayRef full, int64_t dim, double p) {
-  auto keep = torch::dropout(torch::ones(full, x.options()), p, /*train=*/true);  // 0 or 1/(1-p)
-  return x * keep.narrow(dim, 0, 1);
+  if (!x.is_cpu()) return x * torch::dropout(torch::ones(full, x.options()), p, /*train=*/true).narrow(dim, 0, 1);
+  return x * dropout_noise(full, p).narrow(dim, 0, 1).to(x.scalar_type());  // 0 or 1/(1-p)
 }
 }  // namespace
 
@@ -91,7 +92,7 @@ torch::Tensor EmbeddingsImpl::forward(const torch::Tensor& input_ids, const torc
     g_tape->position_ids = pos;
     g_tape->token_type_ids = token_type_ids;
   }
-  return dropout(layer_norm(LayerNorm, x));
+  return model::dropout(layer_norm(LayerNorm, x), dropout->options.p(), is_training());
 }
 
 SelfAttentionImpl::SelfAttentionImpl(const ModelConfig& c)
@@ -107,17 +108,19 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Te
   auto split = [&](const torch::Tensor& t, int64_t n) { return t.view({B, n, heads_, head_dim_}).transpose(1, 2); };
   auto q = split(linear(query, first_only ? x.narrow(1, 0, 1) : x), Tq);  // (B, nh, Tq, dh)
   auto k = split(linear(key, x), T), v = split(linear(value, x), T);      // (B, nh, T, dh)
-  // softmax(q kᵀ / √dh + mask) v in one fused kernel (transformers' default "sdpa" path); in training
-  // the attention dropout falls on the probabilities inside it.
+  // softmax(q kᵀ / √dh + mask) v in one fused kernel (transformers' default "sdpa" path). In training
+  // with attention dropout, the steps of the kernel's own training path (on the CPU its math path:
+  // softmax, dropout of the probabilities, product), with model::dropout's parallel masks; the
+  // first-position layer draws the keep mask for all T queries, so its stream is the whole layer's.
   const double p = is_training() ? dropout->options.p() : 0.0;
   torch::Tensor ctx;  // (B, nh, Tq, dh)
-  if (first_only && p > 0) {
-    // the same steps as the kernel's training path (math: at::dropout on the probabilities), with the
-    // keep mask drawn for all T queries so that the stream matches the whole layer's
-    auto s = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(head_dim_));  // (B, nh, 1, T)
+  if (p > 0 && (first_only || q.is_cpu())) {
+    auto s = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(head_dim_));  // (B, nh, Tq, T)
     if (ext_mask.defined()) s = s + ext_mask;
-    ctx = torch::matmul(first_position_dropout(torch::softmax(s, -1), {B, heads_, T, T}, 2, p), v);
+    auto probs = torch::softmax(s, -1);
+    ctx = torch::matmul(first_only ? first_position_dropout(probs, {B, heads_, T, T}, 2, p) : model::dropout(probs, p, true), v);
   } else {
+    // eval, or training on a GPU (the fused kernels' own dropout)
     ctx = at::scaled_dot_product_attention(q, k, v, ext_mask.defined() ? std::optional(ext_mask) : std::nullopt, p);
   }
   return ctx.transpose(1, 2).contiguous().view({B, Tq, heads_ * head_dim_});
@@ -136,7 +139,7 @@ torch::Tensor DenseResidualNormImpl::forward(const torch::Tensor& x, const torch
   if (full_positions > 0 && is_training() && p > 0)
     y = first_position_dropout(y, {y.size(0), full_positions, y.size(2)}, 1, p);
   else
-    y = dropout(y);
+    y = model::dropout(y, p, is_training());
   return layer_norm(LayerNorm, y + residual);
 }
 
@@ -215,9 +218,12 @@ SequenceClassifierImpl::SequenceClassifierImpl(const ModelConfig& c) : config(c)
 }
 
 torch::Tensor SequenceClassifierImpl::head(const torch::Tensor& h0) {
-  if (config.is_roberta()) return linear(head_out_proj, dropout(torch::tanh(linear(head_dense, dropout(h0)))));
+  const double p = dropout->options.p();
+  const bool train = is_training();
+  if (config.is_roberta())
+    return linear(head_out_proj, model::dropout(torch::tanh(linear(head_dense, model::dropout(h0, p, train))), p, train));
   auto pooled = torch::tanh(linear(base->pooler_dense, h0));
-  return linear(classifier, dropout(pooled));
+  return linear(classifier, model::dropout(pooled, p, train));
 }
 
 ForwardOutput SequenceClassifierImpl::forward(const torch::Tensor& input_ids, const torch::Tensor& token_type_ids,

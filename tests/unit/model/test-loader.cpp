@@ -21,6 +21,7 @@
 #include "finepurify/io/safetensors.hpp"
 #include "finepurify/model/bert.hpp"
 #include "finepurify/model/config.hpp"
+#include "finepurify/model/dropout.hpp"
 #include "finepurify/model/loader.hpp"
 #include "fp_test.hpp"
 
@@ -567,6 +568,32 @@ void expect_gradients_equal(const std::map<std::string, torch::Tensor>& want, co
     const double tol = rel * g.abs().max().item<double>() + abs_of_all * all;
     EXPECT_LT((g - got.at(name)).abs().max().item<double>(), tol) << what << " " << name;
   }
+}
+
+// The parallel dropout: seeded by torch::manual_seed, the same mask for any thread count, a fresh one
+// per call, values 0 or 1/(1-p) with the keep rate 1-p.
+TEST(Dropout, SeededMaskIndependentOfThreadsWithTheKeepRate) {
+  const int threads = at::get_num_threads();
+  torch::manual_seed(7);
+  auto a = model::dropout_noise({1000, 1000}, 0.1);
+  auto a2 = model::dropout_noise({1000, 1000}, 0.1);
+  at::set_num_threads(1);
+  torch::manual_seed(7);
+  auto b = model::dropout_noise({1000, 1000}, 0.1);
+  at::set_num_threads(threads);
+  EXPECT_TRUE(torch::equal(a, b));
+  EXPECT_FALSE(torch::equal(a, a2));  // the generator advanced
+  torch::manual_seed(8);
+  EXPECT_FALSE(torch::equal(a, model::dropout_noise({1000, 1000}, 0.1)));
+  const float scale = 1.0f / 0.9f;
+  EXPECT_TRUE((a.eq(0) | a.eq(scale)).all().item<bool>());
+  const double kept = a.ne(0).to(torch::kFloat64).mean().item<double>();
+  EXPECT_NEAR(kept, 0.9, 0.002);  // 1M draws: sd 0.0003
+  // no dropout outside training or at p = 0
+  auto x = torch::randn({4, 5});
+  EXPECT_TRUE(model::dropout(x, 0.1, false).is_same(x));
+  EXPECT_TRUE(model::dropout(x, 0.0, true).is_same(x));
+  EXPECT_TRUE(torch::equal(model::dropout(x, 1.0, true), torch::zeros_like(x)));
 }
 
 // In eval mode the last layer computes only the first position (all the head reads): the same logits and

@@ -589,6 +589,12 @@ TEST(Dropout, SeededMaskIndependentOfThreadsWithTheKeepRate) {
   EXPECT_TRUE((a.eq(0) | a.eq(scale)).all().item<bool>());
   const double kept = a.ne(0).to(torch::kFloat64).mean().item<double>();
   EXPECT_NEAR(kept, 0.9, 0.002);  // 1M draws: sd 0.0003
+  // element i's draw depends on i and the seed only: an odd-sized mask is the prefix of a longer one
+  torch::manual_seed(9);
+  auto odd = model::dropout_noise({100001}, 0.5);
+  torch::manual_seed(9);
+  auto even = model::dropout_noise({100002}, 0.5);
+  EXPECT_TRUE(torch::equal(odd, even.narrow(0, 0, 100001)));
   // no dropout outside training or at p = 0
   auto x = torch::randn({4, 5});
   EXPECT_TRUE(model::dropout(x, 0.1, false).is_same(x));

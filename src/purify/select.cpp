@@ -184,7 +184,7 @@ Threshold kth_largest(const std::vector<torch::Tensor>& values, int64_t k, int64
   int64_t need = k, above = 0, matching = total;
   std::vector<int64_t> count(nc);  // elements matching the prefix in each chunk
   for (int64_t c = 0; c < nc; ++c) count[c] = chunks[c].n;
-  for (const auto [shift, width] : {std::pair{21, 11}, std::pair{10, 11}, std::pair{0, 10}}) {
+  for (const auto& [shift, width] : {std::pair{21, 11}, std::pair{10, 11}, std::pair{0, 10}}) {
     // Gather once few enough match: at most gather_at_most, and no more than a 16th of the data
     // unless that is small (an nth_element over most of a tensor costs more than one more pass).
     if (matching <= std::min(gather_at_most, std::max<int64_t>(int64_t{1} << 16, total / 16))) {

@@ -43,8 +43,7 @@ torch::Tensor layer_norm(nn::LayerNorm& ln, const torch::Tensor& x) {
 /// dropping out the full tensor. The first-position last layer trains with it and stays equal to the
 /// whole layer, dropout included.
 torch::Tensor first_position_dropout(const torch::Tensor& x, at::IntArrayRef full, int64_t dim, double p) {
-  if (!x.is_cpu()) return x * torch::dropout(torch::ones(full, x.options()), p, /*train=*/true).narrow(dim, 0, 1);
-  return x * dropout_noise(full, p).narrow(dim, 0, 1).to(x.scalar_type());  // 0 or 1/(1-p)
+  return x * dropout_noise(full, p, x.options()).narrow(dim, 0, 1);  // 0 or 1/(1-p)
 }
 }  // namespace
 

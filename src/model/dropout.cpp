@@ -28,8 +28,9 @@ inline uint64_t splitmix64_at(uint64_t seed, uint64_t n) {
 }
 }  // namespace
 
-torch::Tensor dropout_noise(at::IntArrayRef sizes, double p) {
+torch::Tensor dropout_noise(at::IntArrayRef sizes, double p, const torch::TensorOptions& options) {
   if (!(p > 0 && p < 1)) throw Error(ErrorKind::Internal, fmt::format("dropout_noise: p = {} outside (0, 1)", p));
+  if (options.device().type() != torch::kCPU) return torch::dropout(torch::ones(sizes, options), p, /*train=*/true);
   uint64_t seed = 0;
   {
     auto gen = at::detail::getDefaultCPUGenerator();
@@ -53,14 +54,14 @@ torch::Tensor dropout_noise(at::IntArrayRef sizes, double p) {
     if (e > whole && n % 2 == 1)  // the odd last element: the low half of the last pair's hash
       out[n - 1] = static_cast<uint32_t>(splitmix64_at(seed, static_cast<uint64_t>(n / 2) + 1)) < keep_below ? scale : 0.0f;
   });
-  return noise;
+  return noise.to(options.dtype());
 }
 
 torch::Tensor dropout(const torch::Tensor& x, double p, bool train) {
   if (!train || p == 0) return x;
   if (p >= 1) return x * 0;  // as torch::dropout: everything dropped
   if (!x.is_cpu()) return torch::dropout(x, p, /*train=*/true);
-  return x * dropout_noise(x.sizes(), p).to(x.scalar_type());
+  return x * dropout_noise(x.sizes(), p, x.options());
 }
 
 }  // namespace finepurify::model

@@ -155,7 +155,7 @@ TEST(BackdoorSst2, ScanFindsTriggerAndPurifyKeepsBudget) {
   // dropout stream alone (2026-12-07: test 70.6% against 70.8%, dev drop 3.5 points within its 4.2).
   const double dev_p = nrep["suspect"]["clean_dev_accuracy"].get<double>();
   const double allowed_drop = dev_p - line_of(nrep);
-  const double n_test = static_cast<double>(lines_of(attack / "clean_test.tsv").size() - 1);
+  const double n_test = nev["n"].get<double>();  // the test rows eval scored
   const double se = std::sqrt(dev_p * (1 - dev_p) / nrep["clean_dev_examples"].get<double>() +
                               suspect_test * (1 - suspect_test) / n_test);
   std::cout << "neutralized: test drop " << suspect_test - nev["accuracy"].get<double>() << " allowed " << allowed_drop

@@ -2,6 +2,7 @@
 // and modeling_roberta.py, eval-mode outputs match them to float32 rounding).
 #include "finepurify/model/bert.hpp"
 #include "finepurify/model/dropout.hpp"
+#include "finepurify/model/linear.hpp"
 
 #include <cmath>
 #include <limits>
@@ -18,9 +19,9 @@ namespace nn = torch::nn;
 namespace {
 thread_local ActivationTape* g_tape = nullptr;
 
-/// l(x), recorded on the active tape.
+/// l(x) (model::linear: oneDNN on the CPU), recorded on the active tape.
 torch::Tensor linear(nn::Linear& l, const torch::Tensor& x) {
-  auto y = l(x);
+  auto y = model::linear(x, l->weight, l->bias);
   if (g_tape) g_tape->linears.push_back({l.get(), x, y});
   return y;
 }
@@ -158,9 +159,12 @@ IntermediateImpl::IntermediateImpl(const ModelConfig& c) : act_(c.hidden_act) {
 }
 
 torch::Tensor IntermediateImpl::forward(const torch::Tensor& x) {
+  const bool erf = act_ == "gelu", tanh = act_ == "gelu_new" || act_ == "gelu_pytorch_tanh";  // HF's names
+  if ((erf || tanh) && !g_tape)  // the tape records the pre-activation output: not fused there
+    return model::linear(x, dense->weight, dense->bias, erf ? Activation::gelu_erf : Activation::gelu_tanh);
   auto h = linear(dense, x);
-  if (act_ == "gelu") return torch::gelu(h);  // exact erf form, as HF's "gelu"
-  if (act_ == "gelu_new" || act_ == "gelu_pytorch_tanh") return torch::gelu(h, "tanh");
+  if (erf) return torch::gelu(h);  // exact erf form, as HF's "gelu"
+  if (tanh) return torch::gelu(h, "tanh");
   if (act_ == "relu") return torch::relu(h);
   if (act_ == "silu" || act_ == "swish") return torch::silu(h);
   return torch::tanh(h);

@@ -55,12 +55,14 @@ BlasInfo detect_blas() {
   return info;
 }
 
-double measure_matmul_gflops(int64_t n, int repeats) {
+double measure_matmul_gflops(int64_t n, int repeats,
+                             const std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>& product) {
   torch::NoGradGuard ng;
   auto a = torch::randn({n, n}), b = torch::randn({n, n});
-  auto c = torch::matmul(a, b);  // warm-up
+  auto mul = [&] { return product ? product(a, b) : torch::matmul(a, b); };
+  auto c = mul();  // warm-up
   auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < repeats; ++i) c = torch::matmul(a, b);
+  for (int i = 0; i < repeats; ++i) c = mul();
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return 2.0 * n * n * n * repeats / s / 1e9;
 }

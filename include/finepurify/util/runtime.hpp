@@ -17,8 +17,10 @@ struct BlasInfo {
 };
 /// Inspects /proc/self/maps for the loaded libblas and classifies it.
 BlasInfo detect_blas();
-/// Measured single matrix-product rate (GFLOP/s) of an n x n float32 product.
-double measure_matmul_gflops(int64_t n = 512, int repeats = 5);
+/// Measured rate (GFLOP/s, 2n³ flops a product) of `product` on two n x n float32 matrices;
+/// torch::matmul when product is empty.
+double measure_matmul_gflops(int64_t n = 512, int repeats = 5,
+                             const std::function<torch::Tensor(const torch::Tensor&, const torch::Tensor&)>& product = {});
 
 /// Sets torch's intra-op threads (0 = all cores); returns the number in use.
 int configure_threads(int threads);

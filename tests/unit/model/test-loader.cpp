@@ -22,6 +22,7 @@
 #include "finepurify/model/bert.hpp"
 #include "finepurify/model/config.hpp"
 #include "finepurify/model/dropout.hpp"
+#include "finepurify/model/linear.hpp"
 #include "finepurify/model/loader.hpp"
 #include "fp_test.hpp"
 
@@ -600,6 +601,51 @@ TEST(Dropout, SeededMaskIndependentOfThreadsWithTheKeepRate) {
   EXPECT_TRUE(model::dropout(x, 0.1, false).is_same(x));
   EXPECT_TRUE(model::dropout(x, 0.0, true).is_same(x));
   EXPECT_TRUE(torch::equal(model::dropout(x, 1.0, true), torch::zeros_like(x)));
+}
+
+// model::linear (oneDNN on the CPU, its own backward) against torch's Linear: outputs and the gradients of
+// x, W and b at float32 rounding, for a contiguous and a strided (first-position) input, with and without
+// bias; float64 takes torch's path and is exact.
+TEST(Linear, OneDnnMatchesTorchOutputsAndGradients) {
+  if (at::hasMKLDNN()) EXPECT_TRUE(model::onednn_linear_available());  // else the test compares torch with itself
+  torch::manual_seed(3);
+  for (bool strided : {false, true})
+    for (bool bias : {true, false}) {
+      SCOPED_TRACE(fmt::format("strided {} bias {}", strided, bias));
+      auto full = torch::randn({6, 9, 40});
+      auto x = (strided ? full.narrow(1, 0, 1) : full).detach().requires_grad_(true);
+      auto w = (torch::randn({24, 40}) * 0.2).requires_grad_(true);
+      auto b = bias ? torch::randn({24}).requires_grad_(true) : torch::Tensor();
+      auto x2 = x.detach().clone().requires_grad_(true), w2 = w.detach().clone().requires_grad_(true);
+      auto b2 = bias ? b.detach().clone().requires_grad_(true) : torch::Tensor();
+      auto y = model::linear(x, w, b), y2 = torch::nn::functional::linear(x2, w2, b2);
+      ASSERT_EQ(y.sizes(), y2.sizes());
+      EXPECT_TRUE(torch::allclose(y, y2, 1e-5, 1e-5));
+      auto up = torch::randn(y.sizes());
+      (y * up).sum().backward();
+      (y2 * up).sum().backward();
+      EXPECT_TRUE(torch::allclose(x.grad(), x2.grad(), 1e-5, 1e-5));
+      EXPECT_TRUE(torch::allclose(w.grad(), w2.grad(), 1e-5, 1e-4));
+      if (bias) EXPECT_TRUE(torch::allclose(b.grad(), b2.grad(), 1e-5, 1e-4));
+      torch::NoGradGuard ng;  // the path without autograd gives the same values
+      EXPECT_TRUE(torch::equal(model::linear(x, w, b), y.detach()));
+    }
+  auto xd = torch::randn({5, 7}, torch::kFloat64), wd = torch::randn({3, 7}, torch::kFloat64);
+  EXPECT_TRUE(torch::equal(model::linear(xd, wd, {}), torch::nn::functional::linear(xd, wd)));
+  // GELU fused into the product without autograd (erf and tanh forms); with autograd, linear then gelu
+  auto x = torch::randn({3, 8, 40}), w = torch::randn({64, 40}) * 0.3, b = torch::randn({64});
+  for (auto [act, form] : {std::pair{model::Activation::gelu_erf, "none"}, {model::Activation::gelu_tanh, "tanh"}}) {
+    auto want = torch::gelu(torch::nn::functional::linear(x, w, b), form);
+    {
+      torch::NoGradGuard ng;
+      EXPECT_TRUE(torch::allclose(model::linear(x, w, b, act), want, 1e-5, 1e-5)) << form;
+    }
+    auto wg = w.clone().requires_grad_(true);
+    auto y = model::linear(x, wg, b, act);
+    EXPECT_TRUE(torch::allclose(y.detach(), want, 1e-5, 1e-5)) << form;
+    y.sum().backward();
+    EXPECT_TRUE(wg.grad().defined() && wg.grad().abs().sum().item<double>() > 0) << form;
+  }
 }
 
 // In eval mode the last layer computes only the first position (all the head reads): the same logits and

@@ -55,9 +55,11 @@ struct OneDnnLinear : torch::autograd::Function<OneDnnLinear> {
   }
 };
 
-/// Whether linear(x, w, b) goes through oneDNN: float32 CPU tensors and the operator present.
+/// Whether linear(x, w, b) goes through oneDNN: non-empty float32 CPU tensors and the operator present
+/// (oneDNN builds no primitive for an empty product; torch returns zeros or an empty tensor there).
 bool use_onednn(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
-  return x.is_cpu() && x.scalar_type() == torch::kFloat32 && w.scalar_type() == torch::kFloat32 &&
+  return x.is_cpu() && x.numel() > 0 && w.numel() > 0 && x.scalar_type() == torch::kFloat32 &&
+         w.scalar_type() == torch::kFloat32 &&
          (!b.defined() || b.scalar_type() == torch::kFloat32) && onednn_linear_available();
 }
 

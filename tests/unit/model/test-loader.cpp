@@ -632,6 +632,9 @@ TEST(Linear, OneDnnMatchesTorchOutputsAndGradients) {
     }
   auto xd = torch::randn({5, 7}, torch::kFloat64), wd = torch::randn({3, 7}, torch::kFloat64);
   EXPECT_TRUE(torch::equal(model::linear(xd, wd, {}), torch::nn::functional::linear(xd, wd)));
+  // empty products (no rows; no input features) give torch's results instead of oneDNN's error
+  EXPECT_EQ(model::linear(torch::randn({0, 7}), torch::randn({3, 7}), {}).sizes(), (std::vector<int64_t>{0, 3}));
+  EXPECT_TRUE(torch::equal(model::linear(torch::randn({4, 0}), torch::randn({3, 0}), torch::ones({3})), torch::ones({4, 3})));
   // GELU fused into the product without autograd (erf and tanh forms); with autograd, linear then gelu
   auto x = torch::randn({3, 8, 40}), w = torch::randn({64, 40}) * 0.3, b = torch::randn({64});
   for (auto [act, form] : {std::pair{model::Activation::gelu_erf, "none"}, {model::Activation::gelu_tanh, "tanh"}}) {

@@ -1,8 +1,9 @@
 // Linear layers through oneDNN on the CPU. torch's float32 addmm (what torch::nn::Linear and
 // transformers call) goes to MKL's sgemm, which on this project's AMD CPUs runs its AVX2 code; oneDNN,
-// shipped in the same libtorch, dispatches on the instruction set and runs AVX-512 there: 15-30% more
-// GFLOP/s on BERT's Linear shapes at 2 threads (docs/perf.md). The forward and the input gradient go
-// through oneDNN; the weight gradient stays torch::mm (MKL was as fast or faster on that product).
+// shipped in the same libtorch, dispatches on the instruction set and runs AVX-512 there: 7-36% more
+// GFLOP/s on the forward of BERT's Linear shapes at 2 threads (docs/perf.md, bench/linear-kernels.py).
+// The forward and the input gradient go through oneDNN; the weight gradient stays torch::mm (MKL was
+// faster on two of the three shapes).
 #include "finepurify/model/linear.hpp"
 
 #include <ATen/core/dispatch/Dispatcher.h>

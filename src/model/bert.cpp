@@ -48,6 +48,24 @@ torch::Tensor first_position_dropout(const torch::Tensor& x, at::IntArrayRef ful
 }
 }  // namespace
 
+std::optional<Unpadded> unpadded(const torch::Tensor& attention_mask) {
+  const int64_t B = attention_mask.size(0), T = attention_mask.size(1);
+  auto attended = attention_mask.ne(0);
+  auto keep = attended.clone();
+  if (T > 0) keep.select(1, 0).fill_(true);  // the head reads every example's position 0, padded or not
+  auto counts = keep.sum(1);                  // (B)
+  // one read back for both conditions: the kept rows, and whether some example attends to nothing
+  auto summary = torch::stack({counts.sum(), attended.any(1).logical_not().sum()}).cpu();
+  const int64_t N = summary[0].item<int64_t>(), unattended = summary[1].item<int64_t>();
+  if (unattended > 0 || N * 10 > B * T * 9) return std::nullopt;
+  Unpadded u;
+  u.B = B;
+  u.T = T;
+  u.rows = keep.view(-1).nonzero().squeeze(1);
+  u.first = counts.cumsum(0) - counts;
+  return u;
+}
+
 ActivationTape::Scope::Scope(ActivationTape& tape) {
   if (g_tape) throw Error(ErrorKind::Internal, "ActivationTape scopes do not nest");
   g_tape = &tape;
@@ -103,11 +121,22 @@ SelfAttentionImpl::SelfAttentionImpl(const ModelConfig& c)
   dropout = register_module("dropout", nn::Dropout(c.attention_probs_dropout_prob));
 }
 
-torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& ext_mask, bool first_only) {
-  const int64_t B = x.size(0), T = x.size(1), Tq = first_only ? 1 : T;
+torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& ext_mask, bool first_only,
+                                         const Unpadded* u) {
+  const int64_t B = u ? u->B : x.size(0), T = u ? u->T : x.size(1), Tq = first_only ? 1 : T;
+  const int64_t H = heads_ * head_dim_;
   auto split = [&](const torch::Tensor& t, int64_t n) { return t.view({B, n, heads_, head_dim_}).transpose(1, 2); };
-  auto q = split(linear(query, first_only ? x.narrow(1, 0, 1) : x), Tq);  // (B, nh, Tq, dh)
-  auto k = split(linear(key, x), T), v = split(linear(value, x), T);      // (B, nh, T, dh)
+  // Unpadded rows (N, H) back in their (B * T, H) places; the padding gets zeros (masked as keys; finite,
+  // so that nothing undefined reaches the gradients through the dropped query rows).
+  auto padded = [&](const torch::Tensor& t) {
+    return u ? torch::zeros({B * T, H}, t.options()).index_copy(0, u->rows, t) : t;
+  };
+  torch::Tensor q;  // (B, nh, Tq, dh)
+  if (!first_only)
+    q = split(padded(linear(query, x)), T);
+  else
+    q = split(linear(query, u ? x.index_select(0, u->first) : x.narrow(1, 0, 1)), 1);
+  auto k = split(padded(linear(key, x)), T), v = split(padded(linear(value, x)), T);  // (B, nh, T, dh)
   // softmax(q kᵀ / √dh + mask) v in one fused kernel (transformers' default "sdpa" path). In training
   // with attention dropout, the steps of the kernel's own training path (on the CPU its math path:
   // softmax, dropout of the probabilities, product), with model::dropout's parallel masks; the
@@ -123,7 +152,9 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Te
     // eval, or training on a GPU (the fused kernels' own dropout)
     ctx = at::scaled_dot_product_attention(q, k, v, ext_mask.defined() ? std::optional(ext_mask) : std::nullopt, p);
   }
-  return ctx.transpose(1, 2).contiguous().view({B, Tq, heads_ * head_dim_});
+  auto out = ctx.transpose(1, 2).contiguous().view({B, Tq, H});
+  if (u && !first_only) return out.view({B * T, H}).index_select(0, u->rows);  // (N, H)
+  return out;
 }
 
 DenseResidualNormImpl::DenseResidualNormImpl(int64_t in, int64_t out, double eps, double p) {
@@ -149,9 +180,11 @@ AttentionImpl::AttentionImpl(const ModelConfig& c) {
                            DenseResidualNorm(c.hidden_size, c.hidden_size, c.layer_norm_eps, c.hidden_dropout_prob));
 }
 
-torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& ext_mask, bool first_only) {
-  if (!first_only) return output(self(x, ext_mask), x);
-  return output(self(x, ext_mask, true), x.narrow(1, 0, 1), x.size(1));
+torch::Tensor AttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& ext_mask, bool first_only,
+                                     const Unpadded* u) {
+  if (!first_only) return output(self(x, ext_mask, false, u), x);
+  auto first = u ? x.index_select(0, u->first).unsqueeze(1) : x.narrow(1, 0, 1);  // (B, 1, H)
+  return output(self(x, ext_mask, true, u), first, u ? u->T : x.size(1));
 }
 
 IntermediateImpl::IntermediateImpl(const ModelConfig& c) : act_(c.hidden_act) {
@@ -182,11 +215,11 @@ torch::Tensor LayerImpl::forward(const torch::Tensor& x, const torch::Tensor& ex
 }
 
 torch::Tensor LayerImpl::forward_with_ffn(const torch::Tensor& x, const torch::Tensor& ext_mask, torch::Tensor* ffn,
-                                          bool first_only) {
-  auto a = attention(x, ext_mask, first_only);
+                                          bool first_only, const Unpadded* u) {
+  auto a = attention(x, ext_mask, first_only, u);
   auto h = intermediate(a);
   if (ffn) *ffn = h;
-  return output(h, a, first_only ? x.size(1) : 0);
+  return output(h, a, first_only ? (u ? u->T : x.size(1)) : 0);
 }
 
 BaseModelImpl::BaseModelImpl(const ModelConfig& c) {
@@ -247,11 +280,18 @@ ForwardOutput SequenceClassifierImpl::forward(const torch::Tensor& input_ids, co
   // stream, and so a seeded run, is the whole layer's. Callers that read every position's states get
   // the whole layer.
   const bool cls_last = !opt.output_hidden_states && !opt.output_ffn_activations;
+  // A padded batch whose states nobody reads but the head's row is run unpadded (Unpadded): the same
+  // logits and gradients (to float32 rounding) for the padding's share less token-wise work. Not under
+  // the Fisher's tape, which records (B, T, .) tensors per example. In training the hidden dropout
+  // then draws its masks for the kept rows, a different (equally seeded) stream than the padded one.
+  std::optional<Unpadded> unpad;
+  if (cls_last && ext.defined() && !g_tape && !base->layer_list.empty()) unpad = unpadded(attention_mask);
+  if (unpad) x = x.reshape({-1, x.size(2)}).index_select(0, unpad->rows);  // (N, H)
   for (size_t i = 0; i < base->layer_list.size(); ++i) {
     auto& layer = base->layer_list[i];
     torch::Tensor ffn;
     x = layer->forward_with_ffn(x, ext, opt.output_ffn_activations ? &ffn : nullptr,
-                                cls_last && i + 1 == base->layer_list.size());
+                                cls_last && i + 1 == base->layer_list.size(), unpad ? &*unpad : nullptr);
     if (opt.output_ffn_activations) out.ffn_activations.push_back(ffn);
     if (opt.output_hidden_states) out.hidden_states.push_back(x);
   }

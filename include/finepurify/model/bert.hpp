@@ -39,6 +39,21 @@ struct ActivationTape {
   };
 };
 
+/// A padded batch with its padding taken out: the encoder runs its token-wise work (the Linears,
+/// LayerNorms, GELU, residuals, dropout) on the N kept rows only and pads them back inside the
+/// attention alone. rows: (N) int64, the kept positions of the flattened (B * T) batch in order (the
+/// attended ones and every example's position 0, which the head reads); first: (B) int64, each
+/// example's position 0 among those rows. Hidden states are then (N, H) between layers.
+struct Unpadded {
+  torch::Tensor rows, first;
+  int64_t B = 0, T = 0;
+};
+
+/// The unpadded layout of a (B, T) attention mask, or none when under 10% of the positions are padding
+/// (the gathers would cost about what they save) or an example attends to no position (its padded
+/// keys would then enter its attention, so only the padded computation is faithful).
+std::optional<Unpadded> unpadded(const torch::Tensor& attention_mask);
+
 /// embeddings.{word,position,token_type}_embeddings, embeddings.LayerNorm
 class EmbeddingsImpl : public torch::nn::Module {
  public:
@@ -67,7 +82,9 @@ class SelfAttentionImpl : public torch::nn::Module {
   /// x: (B, T, H); ext_mask: (B, 1, 1, T) additive, or undefined when every position is attended.
   /// Returns (B, T, H), or with first_only (B, 1, H): only the first position queries (keys and values
   /// still come from every position); in training its attention dropout draws as for all T queries.
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& ext_mask, bool first_only = false);
+  /// With u, x is the unpadded (N, H) and so is the result (first_only: still (B, 1, H)).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& ext_mask, bool first_only = false,
+                        const Unpadded* u = nullptr);
   torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr};
   torch::nn::Dropout dropout{nullptr};
 
@@ -92,8 +109,9 @@ TORCH_MODULE(DenseResidualNorm);
 class AttentionImpl : public torch::nn::Module {
  public:
   explicit AttentionImpl(const ModelConfig& c);
-  /// (B,T,H) -> (B,T,H), or (B,1,H) with first_only
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& ext_mask, bool first_only = false);
+  /// (B,T,H) -> (B,T,H), or (B,1,H) with first_only; with u (N,H) -> (N,H) (first_only: (B,1,H))
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& ext_mask, bool first_only = false,
+                        const Unpadded* u = nullptr);
   SelfAttention self{nullptr};
   DenseResidualNorm output{nullptr};
 };
@@ -117,9 +135,10 @@ class LayerImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& ext_mask);  // (B,T,H) -> (B,T,H)
   /// Same, also returning the FFN intermediate activation (B, T, I) (used by fine-pruning). With
   /// first_only only the first position's output is computed: (B, 1, H), the same values as row 0 of
-  /// the full output (every position's keys and values still enter the attention).
+  /// the full output (every position's keys and values still enter the attention). With u, x is the
+  /// unpadded (N, H) and so is the result (first_only: (B, 1, H)).
   torch::Tensor forward_with_ffn(const torch::Tensor& x, const torch::Tensor& ext_mask, torch::Tensor* ffn,
-                                 bool first_only = false);
+                                 bool first_only = false, const Unpadded* u = nullptr);
   Attention attention{nullptr};
   Intermediate intermediate{nullptr};
   DenseResidualNorm output{nullptr};

@@ -685,4 +685,67 @@ TEST(Model, FirstPositionLastLayerTrainsAsTheFullLayer) {
   }
 }
 
+// A padded batch runs unpadded (model::unpadded): right padding, left padding (a masked position 0,
+// which is kept: the head reads it) and a one-token row give the logits and gradients of the padded
+// computation (the whole last layer, taken when every hidden state is asked for).
+TEST(Model, UnpaddedBatchEqualsThePaddedOne) {
+  const std::vector<std::vector<int64_t>> rows_mask = {
+      {1, 1, 1, 1, 1, 1, 1, 1}, {1, 1, 1, 0, 0, 0, 0, 0}, {0, 0, 0, 1, 1, 1, 1, 1}, {1, 0, 0, 0, 0, 0, 0, 0}};
+  auto mask = torch::tensor(rows_mask[0], torch::kLong).view({1, 8});
+  for (std::size_t r = 1; r < rows_mask.size(); ++r)
+    mask = torch::cat({mask, torch::tensor(rows_mask[r], torch::kLong).view({1, 8})});
+  auto u = model::unpadded(mask);
+  ASSERT_TRUE(u.has_value());
+  EXPECT_EQ(u->B, 4);
+  EXPECT_EQ(u->T, 8);
+  // kept: 8 + 3 + (position 0 and 5 attended) + 1
+  EXPECT_EQ(u->rows.size(0), 8 + 3 + 6 + 1);
+  EXPECT_TRUE(torch::equal(u->first, torch::tensor({0, 8, 11, 17}, torch::kLong)));
+  EXPECT_EQ(u->rows[11].item<int64_t>(), 16);  // row 2's position 0
+  EXPECT_EQ(u->rows[12].item<int64_t>(), 19);  // then its first attended position
+  for (const std::string type : {"bert", "roberta"}) {
+    for (const bool training : {false, true}) {
+      auto cfg = tiny_config(type);
+      cfg.hidden_dropout_prob = cfg.attention_probs_dropout_prob = 0;  // training: the same arithmetic
+      auto m = model::make_random_classifier(cfg, 23);
+      m->train(training);
+      const int64_t pad = cfg.pad_token_id;
+      auto ids = torch::randint(5, cfg.vocab_size, {4, 8}, torch::kLong);
+      ids.masked_fill_(mask.eq(0), pad);
+      auto step = [&](bool padded) {
+        m->zero_grad();
+        model::ForwardOptions o;
+        o.output_hidden_states = padded;
+        auto out = m->forward(ids, torch::zeros_like(ids), mask, o);
+        torch::cross_entropy_loss(out.logits, torch::tensor({1, 0, 1, 0}, torch::kLong)).backward();
+        std::map<std::string, torch::Tensor> g;
+        for (auto& p : m->named_parameters()) g[p.key()] = p.value().grad().clone();
+        return std::make_pair(out.logits.detach(), g);
+      };
+      auto [l_pad, g_pad] = step(true);
+      auto [l_unpad, g_unpad] = step(false);
+      const auto what = type + (training ? " training" : " eval");
+      EXPECT_GT(l_pad.abs().max().item<double>(), 1e-3) << what;
+      EXPECT_LT((l_pad - l_unpad).abs().max().item<double>(), 1e-5 * l_pad.abs().max().item<double>()) << what;
+      expect_gradients_equal(g_pad, g_unpad, 1e-5, 1e-6, what);
+    }
+  }
+}
+
+// The padded computation stays where unpadding gains little or would not be faithful.
+TEST(Model, UnpaddedOnlyWhereItIsFaithfulAndWorthIt) {
+  auto full = torch::ones({4, 10}, torch::kLong);
+  EXPECT_FALSE(model::unpadded(full).has_value());
+  auto little = full.clone();
+  little[3][9] = 0;  // 1 position in 40 (2.5%) is padding: under the 10% threshold
+  EXPECT_FALSE(model::unpadded(little).has_value());
+  auto much = full.clone();
+  much.select(1, 9).fill_(0);
+  much.select(1, 8).fill_(0);  // 20%
+  EXPECT_TRUE(model::unpadded(much).has_value());
+  auto empty_row = much.clone();
+  empty_row[2].fill_(0);  // an example that attends to nothing: its padded keys enter its attention
+  EXPECT_FALSE(model::unpadded(empty_row).has_value());
+}
+
 }  // namespace

@@ -539,15 +539,13 @@ TEST(Loader, RobertaPositionIdsOnPaddedBatch) {
   EXPECT_EQ(kind_of([&] { bert_run(33); }), ErrorKind::InvalidArgument);
 }
 
-/// Logits and every parameter's gradient of one step on two rows (the second padded), with the full
-/// last layer (`full`: every position's hidden states asked for) or the first-position one; `seed`,
-/// when given, seeds the dropout first.
+/// Logits and every parameter's gradient of one step on (ids, mask, labels), with the full padded last
+/// layer (`full`: every position's hidden states asked for) or the first-position one, unpadded where
+/// model::unpadded takes the batch; `seed`, when given, seeds the dropout first.
 std::pair<torch::Tensor, std::map<std::string, torch::Tensor>> one_step(model::SequenceClassifierImpl& m, bool full,
+                                                                         const torch::Tensor& ids, const torch::Tensor& mask,
+                                                                         const torch::Tensor& labels,
                                                                          std::optional<uint64_t> seed = {}) {
-  const int64_t pad = m.config.pad_token_id;
-  auto ids = torch::tensor(std::vector<int64_t>{2, 5, 6, 7, 9, 3, 2, 8, 4, 3, pad, pad}).view({2, 6});
-  auto mask = torch::tensor({{1, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 0, 0}}, torch::kLong);
-  auto labels = torch::tensor({1, 0}, torch::kLong);
   m.zero_grad();
   if (seed) torch::manual_seed(*seed);
   model::ForwardOptions o;
@@ -557,6 +555,15 @@ std::pair<torch::Tensor, std::map<std::string, torch::Tensor>> one_step(model::S
   std::map<std::string, torch::Tensor> g;
   for (auto& p : m.named_parameters()) g[p.key()] = p.value().grad().clone();
   return {out.logits.detach(), g};
+}
+
+/// The same on two rows, the second padded at its end.
+std::pair<torch::Tensor, std::map<std::string, torch::Tensor>> one_step(model::SequenceClassifierImpl& m, bool full,
+                                                                         std::optional<uint64_t> seed = {}) {
+  const int64_t pad = m.config.pad_token_id;
+  auto ids = torch::tensor(std::vector<int64_t>{2, 5, 6, 7, 9, 3, 2, 8, 4, 3, pad, pad}).view({2, 6});
+  auto mask = torch::tensor({{1, 1, 1, 1, 1, 1}, {1, 1, 1, 1, 0, 0}}, torch::kLong);
+  return one_step(m, full, ids, mask, torch::tensor({1, 0}, torch::kLong), seed);
 }
 
 /// Every gradient of `got` equals `want` within rel x its own scale + abs_of_all x the largest of all
@@ -712,18 +719,9 @@ TEST(Model, UnpaddedBatchEqualsThePaddedOne) {
       const int64_t pad = cfg.pad_token_id;
       auto ids = torch::randint(5, cfg.vocab_size, {4, 8}, torch::kLong);
       ids.masked_fill_(mask.eq(0), pad);
-      auto step = [&](bool padded) {
-        m->zero_grad();
-        model::ForwardOptions o;
-        o.output_hidden_states = padded;
-        auto out = m->forward(ids, torch::zeros_like(ids), mask, o);
-        torch::cross_entropy_loss(out.logits, torch::tensor({1, 0, 1, 0}, torch::kLong)).backward();
-        std::map<std::string, torch::Tensor> g;
-        for (auto& p : m->named_parameters()) g[p.key()] = p.value().grad().clone();
-        return std::make_pair(out.logits.detach(), g);
-      };
-      auto [l_pad, g_pad] = step(true);
-      auto [l_unpad, g_unpad] = step(false);
+      const auto labels = torch::tensor({1, 0, 1, 0}, torch::kLong);
+      auto [l_pad, g_pad] = one_step(*m, true, ids, mask, labels);
+      auto [l_unpad, g_unpad] = one_step(*m, false, ids, mask, labels);
       const auto what = type + (training ? " training" : " eval");
       EXPECT_GT(l_pad.abs().max().item<double>(), 1e-3) << what;
       EXPECT_LT((l_pad - l_unpad).abs().max().item<double>(), 1e-5 * l_pad.abs().max().item<double>()) << what;

@@ -18,26 +18,21 @@ oneDNN AVX-512, so the two ceilings differ.
     .venv/bin/python bench/gemm-ceiling.py --threads 2 --batch-size 32 --seq-len 64
 """
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
+import bert_shapes
+
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=str(Path.home() / ".cache/finepurify/models/all-MiniLM-L6-v2"),
-                   help="a folder with config.json (default: all-MiniLM-L6-v2 in the model store)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seq-len", type=int, default=64)
+    bert_shapes.add_args(p)
     p.add_argument("--repeats", type=int, default=7)
     a = p.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
-    c = json.loads((Path(a.model) / "config.json").read_text())
+    c = bert_shapes.setup(a)
     H, I, L, heads = c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"], c["num_attention_heads"]
     B, T = a.batch_size, a.seq_len
     N, d = B * T, H // heads

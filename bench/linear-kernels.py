@@ -9,11 +9,11 @@ The figures behind docs/perf.md's "Linear layers through oneDNN" section.
     .venv/bin/python bench/linear-kernels.py --threads 2
 """
 import argparse
-import json
 import time
-from pathlib import Path
 
 import torch
+
+import bert_shapes
 
 
 def rate(fn, flops, reps):
@@ -26,16 +26,10 @@ def rate(fn, flops, reps):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=str(Path.home() / ".cache/finepurify/models/all-MiniLM-L6-v2"),
-                   help="a folder with config.json (default: all-MiniLM-L6-v2 in the model store)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seq-len", type=int, default=64)
+    bert_shapes.add_args(p)
     p.add_argument("--passes", type=int, default=3)
     a = p.parse_args()
-    torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
-    c = json.loads((Path(a.model) / "config.json").read_text())
+    c = bert_shapes.setup(a)
     H, I = c["hidden_size"], c["intermediate_size"]
     B, T = a.batch_size, a.seq_len
     N = B * T

@@ -481,7 +481,21 @@ torch::Tensor SafetensorsFile::tensor(const std::string& name) const {
   // Bytes other than 0/1 are not valid torch bools: read BOOL as U8 and normalise.
   const torch::ScalarType stored = type == torch::kBool ? torch::kUInt8 : type;
   torch::Tensor out = torch::empty(t.shape, torch::TensorOptions().dtype(stored).device(torch::kCPU));
-  if (t.end > t.begin) std::memcpy(out.data_ptr(), view_->tensor_data(t), t.end - t.begin);
+  // The copy is what the caller keeps: the mapped pages it came from leave the resident set as each
+  // 8 MiB slice is copied (read-only file pages, read again from the page cache if touched again), so
+  // reading a checkpoint holds one copy of each tensor, not two.
+  const auto* src = view_->tensor_data(t);
+  auto* dst = static_cast<uint8_t*>(out.data_ptr());
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  constexpr std::size_t kSlice = std::size_t{8} << 20;
+  const std::size_t bytes = t.end - t.begin;
+  for (std::size_t o = 0; o < bytes; o += kSlice) {
+    const std::size_t n = std::min(kSlice, bytes - o);
+    std::memcpy(dst + o, src + o, n);
+    const uintptr_t b = (reinterpret_cast<uintptr_t>(src + o) + page - 1) / page * page;
+    const uintptr_t e = reinterpret_cast<uintptr_t>(src + o + n) / page * page;
+    if (e > b) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+  }
   return type == torch::kBool ? out.ne(0) : out;
 }
 

@@ -20,6 +20,7 @@
 #include "finepurify/io/checkpoint.hpp"
 #include "finepurify/io/safetensors.hpp"
 #include "finepurify/util/runtime.hpp"
+#include "finepurify/util/reduce.hpp"
 
 namespace finepurify::model {
 
@@ -66,6 +67,12 @@ std::map<std::string, torch::Tensor> snapshot(SequenceClassifierImpl& m) {
   std::map<std::string, torch::Tensor> s;
   for (auto& p : m.named_parameters()) s[p.key()] = p.value().detach().to(torch::kCPU).clone();
   return s;
+}
+
+std::map<std::string, torch::Tensor> weights(SequenceClassifierImpl& m) {
+  std::map<std::string, torch::Tensor> w;
+  for (auto& p : m.named_parameters()) w[p.key()] = p.value().detach();
+  return w;
 }
 
 void restore(SequenceClassifierImpl& m, const std::map<std::string, torch::Tensor>& state) {
@@ -228,7 +235,7 @@ LoadedModel load_classifier(const std::string& folder, const LoadOptions& opt) {
       throw Error(ErrorKind::CheckpointMismatch,
                   fmt::format("{}: tensor '{}' has non-float dtype {}", folder, it->second, std::string(c10::toString(t.scalar_type()))));
     p.value().copy_(t.to(torch::kFloat32));
-    if (!torch::isfinite(p.value()).all().item<bool>())
+    if (!util::all_finite(p.value()))
       throw Error(ErrorKind::CheckpointMismatch, fmt::format("{}: tensor '{}' holds NaN or Inf values", folder, it->second));
     lm.report.loaded.push_back(name);
   }

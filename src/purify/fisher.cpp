@@ -25,21 +25,47 @@ void check_labels(const model::SequenceClassifierImpl& m, const train::Tokenized
                                                       data.labels[n], m.config.num_labels()));
 }
 
-/// float64 accumulators, one per parameter, on the parameter's device.
-std::map<std::string, torch::Tensor> zeros_like_params(model::SequenceClassifierImpl& m) {
+/// float64 accumulators, one per parameter, on the parameter's device. The word-embedding matrix's
+/// holds only `word_rows` (sorted vocabulary ids; all rows when undefined): every other row's
+/// Fisher is exactly 0, and on a real model the matrix is a fifth (bert-base) to half (MiniLM) of
+/// all parameters.
+std::map<std::string, torch::Tensor> zeros_like_params(model::SequenceClassifierImpl& m, const torch::Tensor& word_rows) {
   std::map<std::string, torch::Tensor> acc;
-  for (auto& p : m.named_parameters())
-    acc[p.key()] = torch::zeros(p.value().sizes(), p.value().options().dtype(torch::kFloat64));
+  const auto word = m.word_embedding_name();
+  for (auto& p : m.named_parameters()) {
+    auto sizes = p.value().sizes().vec();
+    if (p.key() == word && word_rows.defined()) sizes[0] = word_rows.size(0);
+    acc[p.key()] = torch::zeros(sizes, p.value().options().dtype(torch::kFloat64));
+  }
   return acc;
 }
 
-std::map<std::string, torch::Tensor> finish(std::map<std::string, torch::Tensor>& acc, int64_t N) {
+/// F = acc / N in float32 on the CPU; the word-embedding rows in `word_rows` (if defined) scattered
+/// into a zero matrix of `vocab` rows.
+std::map<std::string, torch::Tensor> finish(std::map<std::string, torch::Tensor>& acc, int64_t N,
+                                            const std::string& word, const torch::Tensor& word_rows, int64_t vocab) {
   std::map<std::string, torch::Tensor> out;
   for (auto& [k, v] : acc) {
-    out[k] = (v / static_cast<double>(N)).to(torch::kFloat32).to(torch::kCPU);
+    auto f = (v / static_cast<double>(N)).to(torch::kFloat32).to(torch::kCPU);
+    if (k == word && word_rows.defined()) {
+      auto full = torch::zeros({vocab, f.size(1)}, f.options());
+      full.index_copy_(0, word_rows.to(torch::kCPU), f);
+      f = full;
+    }
+    out[k] = f;
     v = torch::Tensor();  // each float64 accumulator goes as its float32 copy arrives (peak +1x, not +2x)
   }
   return out;
+}
+
+/// The sorted distinct token ids of the first N examples and the padding id (collation pads with it).
+torch::Tensor used_rows(const train::TokenizedSet& data, int64_t N, int64_t pad, torch::Device device) {
+  std::vector<int64_t> ids{pad};
+  for (int64_t n = 0; n < N; ++n)
+    ids.insert(ids.end(), data.encodings[n].input_ids.begin(), data.encodings[n].input_ids.end());
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  return torch::tensor(ids, torch::kInt64).to(device);
 }
 
 /// One unpadded forward/backward per example (the reference).
@@ -139,8 +165,10 @@ void add_outer(torch::Tensor& acc, const torch::Tensor& a, const torch::Tensor& 
   }
 }
 
+/// The batched path; the word-embedding accumulator holds the rows `word_rows` only (zeros_like_params).
 void batched(model::SequenceClassifierImpl& m, const train::TokenizedSet& data, int64_t N, int64_t batch_size,
-             torch::Device device, std::map<std::string, torch::Tensor>& acc, util::Progress& progress) {
+             torch::Device device, std::map<std::string, torch::Tensor>& acc, const torch::Tensor& word_rows,
+             util::Progress& progress) {
   std::map<const torch::nn::Module*, std::string> prefix;  // module -> its name ("bert.encoder.layer.0.attention.self.query")
   for (auto& item : m.named_modules("", /*include_self=*/false)) prefix[item.value().get()] = item.key();
   auto& emb = *m.base->embeddings;
@@ -196,7 +224,14 @@ void batched(model::SequenceClassifierImpl& m, const train::TokenizedSet& data, 
     }
     auto gs = g[k++];
     if (gs.defined()) {
-      add(ep + "word_embeddings.weight", [&](torch::Tensor& a) { add_embedding(a, gs, tape.input_ids, emb.word_embeddings->options.padding_idx()); });
+      add(ep + "word_embeddings.weight", [&](torch::Tensor& a) {
+        // rows of the compact accumulator: each id's place among word_rows (which holds every id used)
+        auto slot = torch::searchsorted(word_rows, tape.input_ids);
+        std::optional<int64_t> pad_slot;
+        if (auto pad = emb.word_embeddings->options.padding_idx())
+          pad_slot = torch::searchsorted(word_rows, torch::tensor({*pad}, word_rows.options())).item<int64_t>();
+        add_embedding(a, gs, slot, pad_slot);
+      });
       add(ep + "position_embeddings.weight", [&](torch::Tensor& a) { add_embedding(a, gs, tape.position_ids, emb.position_embeddings->options.padding_idx()); });
       add(ep + "token_type_embeddings.weight", [&](torch::Tensor& a) { add_embedding(a, gs, tape.token_type_ids, std::nullopt); });
     }
@@ -219,14 +254,16 @@ std::map<std::string, torch::Tensor> diagonal_fisher(model::SequenceClassifierIm
   m.to(device);
   const bool was_training = m.is_training();
   m.eval();  // dropout off
-  auto acc = zeros_like_params(m);
+  // The per-example reference keeps a full word-embedding accumulator; the batched path only the rows used.
+  const auto word_rows = opt.batch_size == 1 ? torch::Tensor() : used_rows(data, N, m.config.pad_token_id, device);
+  auto acc = zeros_like_params(m, word_rows);
   util::Progress progress("fisher", N, opt.progress ? 5.0 : 1e18);
   if (opt.batch_size == 1)
     per_example(m, data, N, device, acc, progress);
   else
-    batched(m, data, N, opt.batch_size, device, acc, progress);
+    batched(m, data, N, opt.batch_size, device, acc, word_rows, progress);
   if (was_training) m.train();
-  return finish(acc, N);
+  return finish(acc, N, m.word_embedding_name(), word_rows, m.config.vocab_size);
 }
 
 double fisher_throughput(model::SequenceClassifierImpl& m, const train::TokenizedSet& data, int64_t batch_size,

@@ -109,6 +109,7 @@ DiagnoseOptions diagnosis_options(const PurifyOptions& opt) {
   if (ranks_tokens(opt)) {
     d.indicator.indicator = Indicator::FisherRatio;
     d.top_tokens = std::max({d.top_tokens, opt.unlearn_tokens, opt.neutralize_tokens});
+    d.keep_fisher = method_indicator(opt).indicator == Indicator::InverseFisher;  // prepare() computes it from F
   }
   return d;
 }
@@ -208,6 +209,8 @@ void Run::prepare_unlearning() {
 
 void Run::prepare() {
   diag_ = diagnose(m_, pretrained_, train_, tok_, diagnosis_options(opt_), device_);
+  diag_.ft = model::snapshot(m_);  // the diagnosis shares the model's storage; every point starts from this copy
+  load_pretrained_values(diag_.alignment);  // every point resets from it
   const auto& a = diag_.alignment;
   if (opt_.neutralize_tokens > 0) prepare_neutralization();
   const auto own = method_indicator(opt_);

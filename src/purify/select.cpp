@@ -11,6 +11,7 @@
 #include <fmt/ranges.h>
 
 #include "finepurify/error.hpp"
+#include "finepurify/util/reduce.hpp"
 
 namespace finepurify::purify {
 
@@ -54,7 +55,7 @@ double scaled_mean(const std::map<std::string, torch::Tensor>& fisher, const std
   double sum = 0;
   int64_t d = 0;
   for (auto& n : names) {
-    sum += fisher.at(n).sum(torch::kFloat64).item<double>();
+    sum += util::sum_float64(fisher.at(n));
     d += fisher.at(n).numel();
   }
   if (count) *count = d;
@@ -109,11 +110,12 @@ std::vector<Chunk> chunks_of(const std::vector<torch::Tensor>& values) {
   return c;
 }
 
-}  // namespace
-
-std::map<std::string, torch::Tensor> compute_indicators(const Alignment& a, const std::map<std::string, torch::Tensor>& ft,
-                                                        const std::map<std::string, torch::Tensor>* fisher,
-                                                        const IndicatorOptions& opt, double* epsilon_out) {
+/// compute_indicators; with `consume` (== fisher) each r is written over its F where F is a float32
+/// CPU contiguous tensor, and `consume` is cleared at the end.
+std::map<std::string, torch::Tensor> indicators(const Alignment& a, const std::map<std::string, torch::Tensor>& ft,
+                                                const std::map<std::string, torch::Tensor>* fisher,
+                                                const IndicatorOptions& opt, double* epsilon_out,
+                                                std::map<std::string, torch::Tensor>* consume) {
   const bool needs_fisher = opt.indicator == Indicator::FisherRatio || opt.indicator == Indicator::InverseFisher;
   if (needs_fisher && !fisher) throw Error(ErrorKind::InvalidArgument, "indicator needs the Fisher information");
   std::map<std::string, double> eps;
@@ -140,7 +142,7 @@ std::map<std::string, torch::Tensor> compute_indicators(const Alignment& a, cons
   std::map<std::string, torch::Tensor> r;
   for (auto& n : a.aligned) {
     const auto ftn = ft.at(n).to(torch::kCPU, torch::kFloat32).contiguous();
-    const auto pre = a.pre.at(n).to(torch::kCPU, torch::kFloat32).contiguous();
+    const auto pre = a.pre_of(n).to(torch::kCPU, torch::kFloat32).contiguous();
     if (ftn.sizes() != pre.sizes())
       throw Error(ErrorKind::Internal, fmt::format("compute_indicators: {} has shape {} in w_FT, {} in w_Pre", n,
                                                    fmt::join(ftn.sizes(), "x"), fmt::join(pre.sizes(), "x")));
@@ -155,12 +157,32 @@ std::map<std::string, torch::Tensor> compute_indicators(const Alignment& a, cons
         throw Error(ErrorKind::Internal, fmt::format("compute_indicators: {} has shape {} in the Fisher, {} in w_FT", n,
                                                      fmt::join(f.sizes(), "x"), fmt::join(ftn.sizes(), "x")));
     }
-    auto v = torch::empty(ftn.sizes(), torch::kFloat32);
+    // fill_indicator reads element i before writing it, so r may overwrite F in place
+    const bool over_f = consume && f.defined() && f.data_ptr() == fisher->at(n).data_ptr();
+    auto v = over_f ? f : torch::empty(ftn.sizes(), torch::kFloat32);
     fill_indicator(opt.indicator, ftn.data_ptr<float>(), pre.data_ptr<float>(), needs_fisher ? f.data_ptr<float>() : nullptr,
                    needs_fisher ? eps.at(n) : 0.0, v.data_ptr<float>(), v.numel());
     r[n] = v;
   }
+  if (consume) consume->clear();
   return r;
+}
+
+}  // namespace
+
+std::map<std::string, torch::Tensor> compute_indicators(const Alignment& a, const std::map<std::string, torch::Tensor>& ft,
+                                                        const std::map<std::string, torch::Tensor>* fisher,
+                                                        const IndicatorOptions& opt, double* epsilon_out) {
+  return indicators(a, ft, fisher, opt, epsilon_out, nullptr);
+}
+
+std::map<std::string, torch::Tensor> compute_indicators_in_place(const Alignment& a,
+                                                                 const std::map<std::string, torch::Tensor>& ft,
+                                                                 std::map<std::string, torch::Tensor>& fisher,
+                                                                 const IndicatorOptions& opt, double* epsilon_out) {
+  if (opt.indicator != Indicator::FisherRatio && opt.indicator != Indicator::InverseFisher)
+    throw Error(ErrorKind::Internal, "compute_indicators_in_place: the indicator does not use the Fisher");
+  return indicators(a, ft, &fisher, opt, epsilon_out, &fisher);
 }
 
 Threshold kth_largest(const std::vector<torch::Tensor>& values, int64_t k, int64_t gather_at_most) {
@@ -316,3 +338,4 @@ int64_t count_selected(const std::map<std::string, torch::Tensor>& masks) {
 }
 
 }  // namespace finepurify::purify
+

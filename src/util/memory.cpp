@@ -1,10 +1,15 @@
-// Reads VmHWM / VmRSS from /proc/self/status; purges the allocator's free pages (jemalloc's mallctl,
+// Reads VmHWM / VmRSS from /proc/self/status (and samples VmRSS for a stage's peak); purges the allocator's free pages (jemalloc's mallctl,
 // found at run time as a weak symbol so the library links without jemalloc, or glibc's malloc_trim).
 #include "finepurify/util/memory.hpp"
 
 #include <malloc.h>
 
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <cstddef>
+#include <mutex>
+#include <thread>
 #include <fstream>
 #include <string>
 
@@ -25,6 +30,45 @@ static int64_t status_kb(const char* key) {
 
 int64_t peak_rss_bytes() { return status_kb("VmHWM"); }
 int64_t current_rss_bytes() { return status_kb("VmRSS"); }
+
+struct RssSampler::State {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stop = false;
+  int64_t peak = 0;
+  std::thread thread;
+};
+
+RssSampler::RssSampler() : s_(new State) {
+  s_->peak = current_rss_bytes();
+  s_->thread = std::thread([s = s_] {
+    std::unique_lock<std::mutex> lock(s->mu);
+    while (!s->cv.wait_for(lock, std::chrono::milliseconds(10), [s] { return s->stop; })) {
+      lock.unlock();
+      const int64_t r = current_rss_bytes();
+      lock.lock();
+      s->peak = std::max(s->peak, r);
+    }
+  });
+}
+
+int64_t RssSampler::peak() {
+  if (s_->thread.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(s_->mu);
+      s_->stop = true;
+    }
+    s_->cv.notify_all();
+    s_->thread.join();
+    s_->peak = std::max(s_->peak, current_rss_bytes());
+  }
+  return s_->peak;
+}
+
+RssSampler::~RssSampler() {
+  peak();
+  delete s_;
+}
 
 void release_free_memory() {
   if (mallctl != nullptr) {

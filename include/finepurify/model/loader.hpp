@@ -62,6 +62,9 @@ std::string canonical_name(const std::string& ckpt_name, const ModelConfig& c);
 std::vector<std::pair<std::string, torch::Tensor>> named_tensors(SequenceClassifierImpl& m);
 /// Deep copy of all parameters (CPU), for keeping a best checkpoint or w_FT/w_Pre snapshots.
 std::map<std::string, torch::Tensor> snapshot(SequenceClassifierImpl& m);
+/// The parameters themselves, detached: they share the model's storage (and device), so they change
+/// with it. For reading the current weights without a copy.
+std::map<std::string, torch::Tensor> weights(SequenceClassifierImpl& m);
 /// Write `state` back into the model's parameters (shapes must match).
 void restore(SequenceClassifierImpl& m, const std::map<std::string, torch::Tensor>& state);
 

@@ -13,14 +13,32 @@ namespace finepurify::purify {
 
 struct Alignment {
   std::vector<std::string> aligned;             ///< model parameter names, registration order
-  std::map<std::string, torch::Tensor> pre;     ///< name -> w_Pre (float32, CPU) for aligned names
+  std::map<std::string, torch::Tensor> pre;     ///< name -> w_Pre (float32, CPU) for aligned names, once loaded
   std::map<std::string, std::string> unaligned; ///< name -> reason (no counterpart, shape differs)
-  int64_t aligned_dims() const;
+  struct Source {
+    std::string tensor;           ///< its name in the pre-trained checkpoint
+    std::vector<int64_t> shape;
+  };
+  std::map<std::string, Source> source;         ///< aligned name -> where its w_Pre is
+  std::string folder;                           ///< the pre-trained checkpoint folder
+  int64_t dims = 0;                             ///< aligned dimensions
+  /// w_Pre of the aligned tensor `name`: its value in `pre`, else read from `folder` (opened for this
+  /// one tensor, so no mapping of it outlives the call; checked for the aligned shape and finite values
+  /// again, Error(CheckpointMismatch) otherwise; not kept).
+  torch::Tensor pre_of(const std::string& name) const;
 };
 
 /// Reads `pretrained_folder` and maps its tensors onto `m`'s parameter names (prefix and alias
-/// mapping as the loader does). Throws Error(CheckpointMismatch) when nothing aligns or the model
-/// types differ.
-Alignment align_with_pretrained(model::SequenceClassifierImpl& m, const std::string& pretrained_folder);
+/// mapping as the loader does); every aligned tensor is read and checked finite. With `load_values`
+/// their values are kept in `pre`; without, `pre` stays empty until load_pretrained_values (the
+/// diagnosis computes the Fisher first, so that w_Pre and the Fisher's accumulators are never held
+/// together). Throws Error(CheckpointMismatch) when nothing aligns, the model types differ or a
+/// tensor holds NaN or Inf.
+Alignment align_with_pretrained(model::SequenceClassifierImpl& m, const std::string& pretrained_folder,
+                                bool load_values = true);
+
+/// Fills `a.pre` (a no-op when already loaded): purify resets from it at every point. A scan reads
+/// each tensor when it needs it instead (Alignment::pre_of).
+void load_pretrained_values(Alignment& a);
 
 }  // namespace finepurify::purify

@@ -35,6 +35,9 @@ struct DiagnoseOptions {
   int64_t probe_examples = 100;
   /// Tokens flipping at least this share of predictions count as trigger candidates.
   double probe_min_flip = 0.9;
+  /// Keep F in the Diagnosis (a caller computing another indicator from it); otherwise the indicator
+  /// is written over F's storage and `fisher` ends empty.
+  bool keep_fisher = false;
 };
 
 struct TensorStat {
@@ -95,15 +98,17 @@ struct DiagnosisSummary {
 /// Everything `scan` reports and the reset defenses select from.
 struct Diagnosis {
   Alignment alignment;
-  std::map<std::string, torch::Tensor> ft;      ///< w_FT snapshot (CPU)
-  std::map<std::string, torch::Tensor> fisher;  ///< empty for indicators that need none
+  /// w_FT: the model's own parameters (shared storage, model::weights) as diagnose returns it; a
+  /// caller that changes the model takes a copy first (purify does).
+  std::map<std::string, torch::Tensor> ft;
+  std::map<std::string, torch::Tensor> fisher;  ///< with keep_fisher only (empty otherwise)
   std::map<std::string, torch::Tensor> r;       ///< indicator per aligned tensor
   double epsilon = 0;
   DiagnosisSummary summary;
 };
 
 /// Computes the Fisher (if needed) and the indicator, and summarises them. The model's weights are
-/// left as w_FT.
+/// left as w_FT. Logs the Fisher's and the indicator's time and peak resident memory.
 Diagnosis diagnose(model::SequenceClassifierImpl& m, const std::string& pretrained_folder,
                    const train::TokenizedSet& clean_train, const text::Tokenizer& tok, const DiagnoseOptions& opt,
                    torch::Device device);

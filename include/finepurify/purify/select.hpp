@@ -50,6 +50,15 @@ std::map<std::string, torch::Tensor> compute_indicators(const Alignment& alignme
                                                         const std::map<std::string, torch::Tensor>* fisher,
                                                         const IndicatorOptions& opt, double* epsilon_out = nullptr);
 
+/// compute_indicators for the fisher-ratio and inverse-fisher indicators, with r written over F's
+/// own storage (float32 CPU tensors, as diagonal_fisher returns them): each F tensor becomes r and
+/// `fisher` ends empty, so F and r are never held together. The same values as compute_indicators.
+std::map<std::string, torch::Tensor> compute_indicators_in_place(const Alignment& alignment,
+                                                                 const std::map<std::string, torch::Tensor>& ft,
+                                                                 std::map<std::string, torch::Tensor>& fisher,
+                                                                 const IndicatorOptions& opt,
+                                                                 double* epsilon_out = nullptr);
+
 /// Exactly round(rho * d) dimensions with the largest r (d = all aligned dimensions for Global,
 /// each tensor's own size for Tensor scope). Ties are broken by (tensor order, flat index), so the
 /// result is deterministic. Returns boolean masks per tensor (names in `order`).

@@ -469,3 +469,19 @@ TEST(SafetensorsFuzz, MutationsOnlyEverThrowFinepurifyError) {
   EXPECT_GT(rejected, 1000);
   std::printf("fuzz: %d accepted, %d rejected\n", accepted, rejected);
 }
+
+// Reading a tensor drops the mapped pages it was copied from (in 8 MiB slices): a second read of the
+// same tensor, and of its neighbour sharing a page with it, still gives the stored bytes.
+TEST(SafetensorsFileTest, ReadsAgainAfterItsPagesLeftTheResidentSet) {
+  const auto d = fp_test::temp_dir("st-reread");
+  const auto path = (d / "m.safetensors").string();
+  torch::manual_seed(1);
+  auto big = torch::randn({5 * 1024 * 1024 + 3});  // 20 MiB + 12 bytes: three slices, unaligned end
+  auto small = torch::randn({7});
+  write_safetensors(path, {{"big", big}, {"small", small}});
+  SafetensorsFile f(path);
+  for (int i = 0; i < 2; ++i) {
+    EXPECT_TRUE(torch::equal(f.tensor("big"), big));
+    EXPECT_TRUE(torch::equal(f.tensor("small"), small));
+  }
+}

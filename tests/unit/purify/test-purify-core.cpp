@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <functional>
+#include <limits>
 #include <random>
 
 #include "finepurify/error.hpp"
@@ -412,4 +415,144 @@ TEST(Knob, TolerantRuleLowersTheLineByHalfAStandardError) {
   EXPECT_EQ(purify::choose_knob(pts, 0.80, 3, KnobRule::Largest, 0), 0);         // the others do not
   EXPECT_EQ(util::parse_enum<KnobRule>("tolerant"), KnobRule::Tolerant);
   EXPECT_EQ(purify::PurifyOptions{}.knob_rule, KnobRule::Tolerant);  // the shipped default
+}
+
+// The indicator written over F's storage equals the one computed into new tensors, bit for bit; F is
+// consumed (the map ends empty, each r is F's own buffer); an indicator without F is refused.
+TEST(Indicators, InPlaceEqualsTheCopy) {
+  torch::manual_seed(4);
+  purify::Alignment a;
+  a.aligned = {"u", "v"};
+  a.pre["u"] = torch::randn({300, 7});
+  a.pre["v"] = torch::randn({11});
+  std::map<std::string, torch::Tensor> ft, f;
+  for (auto& n : a.aligned) {
+    ft[n] = a.pre[n] + torch::randn(a.pre[n].sizes()) * 1e-2;
+    f[n] = torch::rand(a.pre[n].sizes()).square() * 1e-3;
+  }
+  f["head"] = torch::rand({3});  // unaligned: dropped with the rest of F
+  for (auto ind : {purify::Indicator::FisherRatio, purify::Indicator::InverseFisher}) {
+    for (auto basis : {purify::EpsilonBasis::Global, purify::EpsilonBasis::Tensor}) {
+      purify::IndicatorOptions o;
+      o.indicator = ind;
+      o.epsilon_basis = basis;
+      double eps_copy = 0, eps_in_place = 0;
+      auto want = purify::compute_indicators(a, ft, &f, o, &eps_copy);
+      std::map<std::string, torch::Tensor> consumed;
+      for (auto& [n, t] : f) consumed[n] = t.clone();
+      const void* u_storage = consumed["u"].data_ptr();
+      auto got = purify::compute_indicators_in_place(a, ft, consumed, o, &eps_in_place);
+      EXPECT_TRUE(consumed.empty());
+      EXPECT_EQ(eps_in_place, eps_copy);
+      EXPECT_EQ(got["u"].data_ptr(), u_storage);
+      ASSERT_EQ(got.size(), want.size());
+      for (auto& [n, r] : want) EXPECT_TRUE(torch::equal(got.at(n), r)) << n << " " << util::name_of(ind);
+    }
+  }
+  purify::IndicatorOptions mag;
+  mag.indicator = purify::Indicator::Magnitude;
+  auto f2 = f;
+  EXPECT_THROW(purify::compute_indicators_in_place(a, ft, f2, mag), Error);
+}
+
+// Alignment without the values keeps nothing of w_Pre but reads the same tensors later (one at a time
+// or all at once); a tensor that changed shape, became non-finite or vanished since is refused then.
+TEST(Alignment, ValuesReadLaterAreTheSameAndCheckedAgain) {
+  auto p = make_pair();
+  auto eager = purify::align_with_pretrained(*p.ft, p.pre_dir);
+  auto lazy = purify::align_with_pretrained(*p.ft, p.pre_dir, /*load_values=*/false);
+  EXPECT_TRUE(lazy.pre.empty());
+  EXPECT_EQ(lazy.aligned, eager.aligned);
+  EXPECT_EQ(lazy.dims, eager.dims);
+  int64_t dims = 0;
+  for (auto& n : eager.aligned) {
+    EXPECT_TRUE(torch::equal(lazy.pre_of(n), eager.pre.at(n))) << n;
+    dims += eager.pre.at(n).numel();
+  }
+  EXPECT_EQ(eager.dims, dims);
+  EXPECT_TRUE(lazy.pre.empty());  // pre_of keeps nothing
+  auto loaded = lazy;
+  purify::load_pretrained_values(loaded);
+  for (auto& n : eager.aligned) EXPECT_TRUE(torch::equal(loaded.pre.at(n), eager.pre.at(n))) << n;
+
+  // The file replaced after the alignment: each change is caught when w_Pre is read again.
+  const auto file = (std::filesystem::path(p.pre_dir) / "model.safetensors").string();
+  const std::string victim = "bert.encoder.layer.0.attention.self.query.weight";
+  const auto& ck = lazy.source.at(victim).tensor;
+  auto rewrite = [&](const std::function<void(std::vector<std::pair<std::string, torch::Tensor>>&)>& change) {
+    io::CheckpointReader r(p.pre_dir);
+    std::vector<std::pair<std::string, torch::Tensor>> all;
+    for (auto& n : r.names()) all.emplace_back(n, r.tensor(n));
+    change(all);
+    io::write_safetensors(file, all);
+  };
+  auto expect_mismatch = [&](const char* what) {
+    try {
+      lazy.pre_of(victim);
+      ADD_FAILURE() << what << ": no error";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::CheckpointMismatch) << what;
+      EXPECT_NE(std::string(e.what()).find(ck), std::string::npos) << what << ": " << e.what();
+    }
+    auto again = lazy;
+    EXPECT_THROW(purify::load_pretrained_values(again), Error) << what;
+  };
+  rewrite([&](auto& all) {
+    for (auto& [n, t] : all)
+      if (n == ck) t = t.slice(0, 0, t.size(0) - 1).clone();
+  });
+  expect_mismatch("shape");
+  rewrite([&](auto& all) {
+    for (auto& [n, t] : all)
+      if (n == ck) t = torch::full({static_cast<int64_t>(lazy.source.at(victim).shape[0]),
+                                    static_cast<int64_t>(lazy.source.at(victim).shape[1])},
+                                   std::numeric_limits<float>::quiet_NaN());
+  });
+  expect_mismatch("NaN");
+  rewrite([&](auto& all) { std::erase_if(all, [&](auto& kv) { return kv.first == ck; }); });
+  expect_mismatch("gone");
+}
+
+// The diagnosis with the indicator written over F equals the one that keeps F (every summary figure
+// and every r); its w_FT is the model's own storage, not a copy.
+TEST(Diagnose, IndicatorOverTheFisherGivesTheSameDiagnosis) {
+  auto pair = fp_test::make_tiny_pair("lean");
+  fp_test::TinyTokenizer tok;
+  model::LoadOptions lo;
+  auto lm = model::load_classifier(pair.ft_dir, lo);
+  purify::DiagnoseOptions o;
+  const auto data = tiny_data(24, 6);
+  auto lean = purify::diagnose(*lm.model, pair.pre_dir, data, tok, o, torch::kCPU);
+  o.keep_fisher = true;
+  auto kept = purify::diagnose(*lm.model, pair.pre_dir, data, tok, o, torch::kCPU);
+  EXPECT_TRUE(lean.fisher.empty());
+  EXPECT_EQ(kept.fisher.size(), lm.model->named_parameters().size());
+  EXPECT_EQ(lean.epsilon, kept.epsilon);
+  ASSERT_EQ(lean.r.size(), kept.r.size());
+  for (auto& [n, r] : kept.r) EXPECT_TRUE(torch::equal(lean.r.at(n), r)) << n;
+  const auto &a = lean.summary, &b = kept.summary;
+  EXPECT_EQ(a.fisher_examples, 24);
+  EXPECT_EQ(a.fisher_examples, b.fisher_examples);
+  EXPECT_EQ(a.aligned_dimensions, b.aligned_dimensions);
+  ASSERT_EQ(a.per_tensor.size(), b.per_tensor.size());
+  for (std::size_t i = 0; i < a.per_tensor.size(); ++i) {
+    const auto &x = a.per_tensor[i], &y = b.per_tensor[i];
+    EXPECT_EQ(x.name, y.name);
+    EXPECT_EQ(x.indicator_mass, y.indicator_mass) << x.name;
+    EXPECT_EQ(x.indicator_max, y.indicator_max) << x.name;
+    EXPECT_EQ(x.drift_l2, y.drift_l2) << x.name;
+    ASSERT_TRUE(x.fisher_mean && y.fisher_mean) << x.name;
+    EXPECT_EQ(*x.fisher_mean, *y.fisher_mean) << x.name;
+    EXPECT_NEAR(*y.fisher_mean, kept.fisher.at(y.name).mean().item<double>(), 1e-12) << y.name;
+  }
+  ASSERT_EQ(a.top_tokens.size(), b.top_tokens.size());
+  for (std::size_t i = 0; i < a.top_tokens.size(); ++i) {
+    EXPECT_EQ(a.top_tokens[i].id, b.top_tokens[i].id);
+    EXPECT_EQ(a.top_tokens[i].fisher_row_sum, b.top_tokens[i].fisher_row_sum);
+  }
+  ASSERT_EQ(a.distribution_log10.size(), b.distribution_log10.size());
+  for (std::size_t i = 0; i < a.distribution_log10.size(); ++i)
+    EXPECT_EQ(a.distribution_log10[i].log10_value, b.distribution_log10[i].log10_value);
+  auto params = lm.model->named_parameters();
+  for (auto& [n, w] : lean.ft) EXPECT_EQ(w.data_ptr(), params[n].data_ptr()) << n;
 }

@@ -78,11 +78,5 @@ torch::Tensor Alignment::pre_of(const std::string& name) const {
   return read_again(*this, io::CheckpointReader(folder), name);
 }
 
-void load_pretrained_values(Alignment& a) {
-  if (a.pre.size() == a.aligned.size()) return;
-  io::CheckpointReader reader(a.folder);
-  for (auto& n : a.aligned)
-    if (!a.pre.count(n)) a.pre[n] = read_again(a, reader, n);
-}
 
 }  // namespace finepurify::purify

@@ -32,7 +32,7 @@ void blend_aligned(model::SequenceClassifierImpl& m, const Alignment& a, const s
   auto params = m.named_parameters();
   for (auto& n : a.aligned) {
     auto& p = params[n];
-    p.copy_((ft.at(n) * (1 - t) + a.pre.at(n) * t).to(p.device()));
+    p.copy_((ft.at(n) * (1 - t) + a.pre_of(n) * t).to(p.device()));
   }
 }
 
@@ -197,11 +197,11 @@ Diagnosis diagnose(model::SequenceClassifierImpl& m, const std::string& pretrain
                    const train::TokenizedSet& clean_train, const text::Tokenizer& tok, const DiagnoseOptions& opt,
                    torch::Device device) {
   Diagnosis d;
-  // Memory: at w_FT the Fisher runs before w_Pre's values are loaded (the alignment checks them
-  // first), d.ft shares the model's storage, and the indicator is written over F; a scan then holds
-  // two to three model-sized copies at a time, not six (docs/perf.md).
+  // Memory: w_Pre is never held whole (the alignment checks it, then each use reads one tensor),
+  // d.ft shares the model's storage, and the indicator is written over F: a scan holds the model and
+  // the Fisher's accumulators, then the model and F (or r), not six model-sized copies (docs/perf.md).
   const bool blend = needs_fisher(opt) && opt.fisher_at != FisherAt::FT;
-  d.alignment = align_with_pretrained(m, pretrained_folder, /*load_values=*/blend);
+  d.alignment = align_with_pretrained(m, pretrained_folder, /*load_values=*/false);
   auto& a = d.alignment;
   util::log(fmt::format("aligned {} tensors ({} dimensions) with {}; {} without counterpart", a.aligned.size(),
                         a.dims, pretrained_folder, a.unaligned.size()));

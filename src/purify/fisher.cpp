@@ -196,33 +196,30 @@ void batched(model::SequenceClassifierImpl& m, const train::TokenizedSet& data, 
       loss = torch::nn::functional::cross_entropy(
           logits, b.labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
     }
-    std::vector<torch::Tensor> outs;
-    for (auto& l : tape.linears) outs.push_back(l.y);
-    for (auto& n : tape.norms) outs.push_back(n.y);
-    outs.push_back(tape.embedding_sum);
-    auto g = torch::autograd::grad({loss}, outs, {}, /*retain_graph=*/false, /*create_graph=*/false,
-                                   /*allow_unused=*/true);
-    std::size_t k = 0;
+    // Each Linear's and LayerNorm's output gradient is used by a hook the moment the backward pass
+    // reaches it and then freed with the pass: the gradients of every layer are never held at once
+    // (asking autograd::grad for all of them kept them all until it returned).
     for (auto& l : tape.linears) {
-      auto gy = g[k++];
-      if (!gy.defined()) continue;
-      const auto& name = prefix.at(l.module);
-      auto x = l.x.detach();
-      if (x.dim() == 2) {  // the head: one position per example
-        x = x.unsqueeze(1);
-        gy = gy.unsqueeze(1);
-      }
-      add(name + ".weight", [&](torch::Tensor& a) { add_outer(a, gy, x); });
-      if (l.module->bias.defined()) add(name + ".bias", [&](torch::Tensor& a) { add_squares(a, gy.sum(1)); });
+      l.y.register_hook([&, lp = &l](torch::Tensor gy) {
+        const auto& name = prefix.at(lp->module);
+        auto x = lp->x.detach();
+        if (x.dim() == 2) {  // the head: one position per example
+          x = x.unsqueeze(1);
+          gy = gy.unsqueeze(1);
+        }
+        add(name + ".weight", [&](torch::Tensor& a) { add_outer(a, gy, x); });
+        if (lp->module->bias.defined()) add(name + ".bias", [&](torch::Tensor& a) { add_squares(a, gy.sum(1)); });
+      });
     }
     for (auto& nrm : tape.norms) {
-      auto gy = g[k++];
-      if (!gy.defined()) continue;
-      const auto& name = prefix.at(nrm.module);
-      add(name + ".weight", [&](torch::Tensor& a) { add_squares(a, (gy * nrm.xhat).sum(1)); });
-      add(name + ".bias", [&](torch::Tensor& a) { add_squares(a, gy.sum(1)); });
+      nrm.y.register_hook([&, np = &nrm](const torch::Tensor& gy) {
+        const auto& name = prefix.at(np->module);
+        add(name + ".weight", [&](torch::Tensor& a) { add_squares(a, (gy * np->xhat).sum(1)); });
+        add(name + ".bias", [&](torch::Tensor& a) { add_squares(a, gy.sum(1)); });
+      });
     }
-    auto gs = g[k++];
+    auto gs = torch::autograd::grad({loss}, {tape.embedding_sum}, {}, /*retain_graph=*/false,
+                                    /*create_graph=*/false, /*allow_unused=*/true)[0];
     if (gs.defined()) {
       add(ep + "word_embeddings.weight", [&](torch::Tensor& a) {
         // rows of the compact accumulator: each id's place among word_rows (which holds every id used)

@@ -174,7 +174,7 @@ class Run {
 
 void Run::prepare_neutralization() {
   neutral_ids_ = candidate_tokens(diag_.summary, opt_.neutralize_tokens);
-  const auto& pre_word = diag_.alignment.pre.at(m_.word_embedding_name());
+  const auto pre_word = diag_.alignment.pre_of(m_.word_embedding_name());
   TokenAction t;
   t.tokens = token_names(tok_, neutral_ids_);
   if (opt_.neutralize_to == NeutralizeTo::Pretrained) {
@@ -210,7 +210,6 @@ void Run::prepare_unlearning() {
 void Run::prepare() {
   diag_ = diagnose(m_, pretrained_, train_, tok_, diagnosis_options(opt_), device_);
   diag_.ft = model::snapshot(m_);  // the diagnosis shares the model's storage; every point starts from this copy
-  load_pretrained_values(diag_.alignment);  // every point resets from it
   const auto& a = diag_.alignment;
   if (opt_.neutralize_tokens > 0) prepare_neutralization();
   const auto own = method_indicator(opt_);
@@ -223,7 +222,7 @@ void Run::prepare() {
   if (opt_.method == Defense::FinePruning) activations_ = ffn_mean_activations(m_, train_, device_);
   if (opt_.method == Defense::FineMixing && opt_.epur) {
     const auto word = m_.word_embedding_name();
-    epur_ = epur_mask(diag_.ft.at(word), a.pre.at(word), train_, opt_.epur_rows);
+    epur_ = epur_mask(diag_.ft.at(word), a.pre_of(word), train_, opt_.epur_rows);
   }
   diag_.fisher.clear();  // summarised and turned into the indicator: one model-sized copy less from here on
 }

@@ -30,15 +30,11 @@ struct Alignment {
 
 /// Reads `pretrained_folder` and maps its tensors onto `m`'s parameter names (prefix and alias
 /// mapping as the loader does); every aligned tensor is read and checked finite. With `load_values`
-/// their values are kept in `pre`; without, `pre` stays empty until load_pretrained_values (the
-/// diagnosis computes the Fisher first, so that w_Pre and the Fisher's accumulators are never held
-/// together). Throws Error(CheckpointMismatch) when nothing aligns, the model types differ or a
-/// tensor holds NaN or Inf.
+/// their values are kept in `pre`; without, `pre` stays empty and each use reads its tensor (pre_of):
+/// the diagnosis and purify never hold w_Pre whole. Throws Error(CheckpointMismatch) when nothing
+/// aligns, the model types differ or a tensor holds NaN or Inf.
 Alignment align_with_pretrained(model::SequenceClassifierImpl& m, const std::string& pretrained_folder,
                                 bool load_values = true);
 
-/// Fills `a.pre` (a no-op when already loaded): purify resets from it at every point. A scan reads
-/// each tensor when it needs it instead (Alignment::pre_of).
-void load_pretrained_values(Alignment& a);
 
 }  // namespace finepurify::purify

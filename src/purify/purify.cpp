@@ -264,6 +264,7 @@ EvaluatedPoint Run::evaluate(double rho) {
   // allocator keeps free pages (jemalloc without decay, tools/finepurify/main.cpp) and without this a
   // bert-base purify grew ~0.7 GB a point (docs/perf.md).
   util::release_free_memory();
+  util::RssSampler rss;
   model::restore(m_, diag_.ft);
   EvaluatedPoint pt;
   pt.rho = rho;
@@ -282,10 +283,11 @@ EvaluatedPoint Run::evaluate(double rho) {
   pt.measured = measured();
   pt.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   pt.within_budget = !opt_.max_acc_drop || within_budget(pt.dev_accuracy, *res_.budget_line);
-  util::log(fmt::format("{} {}={}: {} {} dims, clean-dev accuracy {:.2f}%{}{} ({:.0f}s)", method, knob, rho,
-                        opt_.method == Defense::FinePruning ? "pruned" : "reset", pt.reset_dims, 100 * pt.dev_accuracy,
-                        measured_text(pt.measured),
-                        opt_.max_acc_drop ? (pt.within_budget ? " within budget" : " over budget") : "", pt.seconds));
+  util::log(fmt::format("{} {}={}: {} {} dims, clean-dev accuracy {:.2f}%{}{} ({:.0f}s, peak resident memory {:.2f} GiB)",
+                        method, knob, rho, opt_.method == Defense::FinePruning ? "pruned" : "reset", pt.reset_dims,
+                        100 * pt.dev_accuracy, measured_text(pt.measured),
+                        opt_.max_acc_drop ? (pt.within_budget ? " within budget" : " over budget") : "", pt.seconds,
+                        rss.peak() / 1073741824.0));
   states_[rho] = model::snapshot(m_);
   res_.evaluated.push_back(pt);
   return pt;

@@ -78,5 +78,4 @@ torch::Tensor Alignment::pre_of(const std::string& name) const {
   return read_again(*this, io::CheckpointReader(folder), name);
 }
 
-
 }  // namespace finepurify::purify

@@ -69,10 +69,7 @@ int64_t fisher_count(const DiagnoseOptions& opt, const train::TokenizedSet& clea
   return opt.fisher_examples > 0 ? std::min(opt.fisher_examples, clean.size()) : clean.size();
 }
 
-bool needs_fisher(const DiagnoseOptions& opt) {
-  const auto ind = opt.indicator.indicator;
-  return ind == Indicator::FisherRatio || ind == Indicator::InverseFisher;
-}
+bool needs_fisher(const DiagnoseOptions& opt) { return uses_fisher(opt.indicator.indicator); }
 
 /// " (peak resident memory 1.23 GiB)" from a stage's sampler, or "" when unknown.
 std::string peak_text(util::RssSampler& rss) {
@@ -257,4 +254,3 @@ void reset_to_pretrained(model::SequenceClassifierImpl& m, const Alignment& a,
 }
 
 }  // namespace finepurify::purify
-

@@ -174,6 +174,10 @@ void batched(model::SequenceClassifierImpl& m, const train::TokenizedSet& data, 
   auto& emb = *m.base->embeddings;
   const std::string ep = m.config.base_prefix() + "embeddings.";
   std::set<std::string> covered;
+  // the padding row's place among word_rows (which holds every id used, the padding id included)
+  std::optional<int64_t> pad_slot;
+  if (auto pad = emb.word_embeddings->options.padding_idx())
+    pad_slot = torch::searchsorted(word_rows, torch::tensor({*pad}, word_rows.options())).item<int64_t>();
   auto add = [&](const std::string& name, const std::function<void(torch::Tensor&)>& f) {
     auto it = acc.find(name);
     if (it == acc.end()) throw Error(ErrorKind::Internal, "batched Fisher: no parameter " + name);
@@ -222,12 +226,8 @@ void batched(model::SequenceClassifierImpl& m, const train::TokenizedSet& data, 
                                     /*create_graph=*/false, /*allow_unused=*/true)[0];
     if (gs.defined()) {
       add(ep + "word_embeddings.weight", [&](torch::Tensor& a) {
-        // rows of the compact accumulator: each id's place among word_rows (which holds every id used)
-        auto slot = torch::searchsorted(word_rows, tape.input_ids);
-        std::optional<int64_t> pad_slot;
-        if (auto pad = emb.word_embeddings->options.padding_idx())
-          pad_slot = torch::searchsorted(word_rows, torch::tensor({*pad}, word_rows.options())).item<int64_t>();
-        add_embedding(a, gs, slot, pad_slot);
+        // rows of the compact accumulator: each id's place among word_rows
+        add_embedding(a, gs, torch::searchsorted(word_rows, tape.input_ids), pad_slot);
       });
       add(ep + "position_embeddings.weight", [&](torch::Tensor& a) { add_embedding(a, gs, tape.position_ids, emb.position_embeddings->options.padding_idx()); });
       add(ep + "token_type_embeddings.weight", [&](torch::Tensor& a) { add_embedding(a, gs, tape.token_type_ids, std::nullopt); });

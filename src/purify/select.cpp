@@ -47,6 +47,8 @@ const util::EnumTable<EpsilonBasis>& enum_table(EpsilonBasis) {
   return t;
 }
 
+bool uses_fisher(Indicator i) { return i == Indicator::FisherRatio || i == Indicator::InverseFisher; }
+
 namespace {
 
 /// scale x mean of F over `names` (the smallest positive float when that is 0: avoids 0/0).
@@ -116,7 +118,7 @@ std::map<std::string, torch::Tensor> indicators(const Alignment& a, const std::m
                                                 const std::map<std::string, torch::Tensor>* fisher,
                                                 const IndicatorOptions& opt, double* epsilon_out,
                                                 std::map<std::string, torch::Tensor>* consume) {
-  const bool needs_fisher = opt.indicator == Indicator::FisherRatio || opt.indicator == Indicator::InverseFisher;
+  const bool needs_fisher = uses_fisher(opt.indicator);
   if (needs_fisher && !fisher) throw Error(ErrorKind::InvalidArgument, "indicator needs the Fisher information");
   std::map<std::string, double> eps;
   if (needs_fisher) {
@@ -180,7 +182,7 @@ std::map<std::string, torch::Tensor> compute_indicators_in_place(const Alignment
                                                                  const std::map<std::string, torch::Tensor>& ft,
                                                                  std::map<std::string, torch::Tensor>& fisher,
                                                                  const IndicatorOptions& opt, double* epsilon_out) {
-  if (opt.indicator != Indicator::FisherRatio && opt.indicator != Indicator::InverseFisher)
+  if (!uses_fisher(opt.indicator))
     throw Error(ErrorKind::Internal, "compute_indicators_in_place: the indicator does not use the Fisher");
   return indicators(a, ft, &fisher, opt, epsilon_out, &fisher);
 }
@@ -338,4 +340,3 @@ int64_t count_selected(const std::map<std::string, torch::Tensor>& masks) {
 }
 
 }  // namespace finepurify::purify
-

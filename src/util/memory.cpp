@@ -1,5 +1,6 @@
-// Reads VmHWM / VmRSS from /proc/self/status (and samples VmRSS for a stage's peak); purges the allocator's free pages (jemalloc's mallctl,
-// found at run time as a weak symbol so the library links without jemalloc, or glibc's malloc_trim).
+// Reads VmHWM / VmRSS from /proc/self/status and samples VmRSS for a stage's peak; purges the
+// allocator's free pages (jemalloc's mallctl, found at run time as a weak symbol so the library links
+// without jemalloc, or glibc's malloc_trim).
 #include "finepurify/util/memory.hpp"
 
 #include <malloc.h>
@@ -8,10 +9,10 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
-#include <mutex>
-#include <thread>
 #include <fstream>
+#include <mutex>
 #include <string>
+#include <thread>
 
 // jemalloc's control interface; null unless the process is linked with (or preloads) jemalloc.
 extern "C" int mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp, size_t newlen)
@@ -41,7 +42,7 @@ struct RssSampler::State {
 
 RssSampler::RssSampler() : s_(new State) {
   s_->peak = current_rss_bytes();
-  s_->thread = std::thread([s = s_] {
+  s_->thread = std::thread([s = s_.get()] {
     std::unique_lock<std::mutex> lock(s->mu);
     while (!s->cv.wait_for(lock, std::chrono::milliseconds(10), [s] { return s->stop; })) {
       lock.unlock();
@@ -65,10 +66,7 @@ int64_t RssSampler::peak() {
   return s_->peak;
 }
 
-RssSampler::~RssSampler() {
-  peak();
-  delete s_;
-}
+RssSampler::~RssSampler() { peak(); }
 
 void release_free_memory() {
   if (mallctl != nullptr) {

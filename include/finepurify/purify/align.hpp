@@ -36,5 +36,4 @@ struct Alignment {
 Alignment align_with_pretrained(model::SequenceClassifierImpl& m, const std::string& pretrained_folder,
                                 bool load_values = true);
 
-
 }  // namespace finepurify::purify

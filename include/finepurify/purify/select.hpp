@@ -15,6 +15,8 @@ namespace finepurify::purify {
 /// (Fine-mixing); inverse-fisher: r = 1 / (F + eps).
 enum class Indicator { FisherRatio, Magnitude, Random, InverseFisher };
 const util::EnumTable<Indicator>& enum_table(Indicator);
+/// Whether the indicator is computed from the Fisher (fisher-ratio, inverse-fisher).
+bool uses_fisher(Indicator i);
 
 /// Global: top rho of all aligned dimensions; Tensor: top rho of each tensor.
 enum class Scope { Global, Tensor };

@@ -2,6 +2,7 @@
 // handing the allocator's cached free pages back to the system between long units of work.
 #pragma once
 #include <cstdint>
+#include <memory>
 
 namespace finepurify::util {
 /// Peak resident set size (VmHWM) in bytes; 0 if unknown.
@@ -23,7 +24,7 @@ class RssSampler {
 
  private:
   struct State;
-  State* s_;
+  std::unique_ptr<State> s_;
 };
 /// Returns the free pages the allocator keeps for reuse to the system (jemalloc's purge of all arenas,
 /// when the process runs on jemalloc; glibc's malloc_trim otherwise). The CLI configures jemalloc never

@@ -1,6 +1,6 @@
-// Whole-tensor reductions in slices, without a model-sized temporary. Float64 sums of float32
-// tensors: torch's sum with a float64 dtype first
-// converts the whole input (a 23M-element embedding matrix: +187 MB for one number).
+// Whole-tensor reductions in slices, without a model-sized temporary: torch's sum with a float64
+// dtype first converts its whole float32 input (+182 MiB for a 30,522 x 768 matrix), and
+// isfinite(t).all() makes temporaries of the tensor's size.
 #pragma once
 #include <torch/torch.h>
 
